@@ -1,0 +1,1 @@
+"""Keel: a production FastAPI service template."""

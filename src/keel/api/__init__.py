@@ -1,0 +1,1 @@
+"""HTTP edge: dependencies, problem responses, health, versioned routers."""

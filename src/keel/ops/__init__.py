@@ -1,0 +1,1 @@
+"""Operational jobs that belong to no domain."""

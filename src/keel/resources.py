@@ -1,0 +1,95 @@
+"""Factories for every long-lived client, shared by the API lifespan and the worker start-up.
+
+Nothing here runs at import time. `open_resources` opens them in order and closes them in reverse,
+and none of them needs its server to be up at start: they connect on first use, so a restart of
+PostgreSQL or Redis shows as not-ready rather than as a crash loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+from arq.connections import ArqRedis
+from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from keel.db.database import PoolDatabase
+from keel.db.pool import create_db_pool
+from keel.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    settings: Settings
+    db: PoolDatabase
+    redis: Redis
+    arq: ArqRedis
+    http: httpx.AsyncClient
+
+
+def redis_retry(settings: Settings) -> Retry:
+    # Bounded: a Redis outage costs a request at most a few socket timeouts, never a hang.
+    return Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), settings.redis_retries)
+
+
+def create_redis_pool(settings: Settings) -> ConnectionPool:
+    return ConnectionPool.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_socket_timeout,
+        socket_connect_timeout=settings.redis_connect_timeout,
+        health_check_interval=30,
+        max_connections=settings.redis_max_connections,
+        retry=redis_retry(settings),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+    )
+
+
+def create_http_client(settings: Settings) -> httpx.AsyncClient:
+    """One client per process: connection pooling and TLS sessions are shared by every call."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(
+            connect=settings.http_connect_timeout,
+            read=settings.http_read_timeout,
+            write=settings.http_write_timeout,
+            pool=settings.http_pool_timeout,
+        ),
+        limits=httpx.Limits(
+            max_connections=settings.http_max_connections,
+            max_keepalive_connections=settings.http_max_keepalive_connections,
+        ),
+        follow_redirects=False,
+        headers={"User-Agent": f"{settings.service_name}/1"},
+    )
+
+
+@asynccontextmanager
+async def open_resources(settings: Settings, role: str) -> AsyncIterator[Resources]:
+    """Open every resource; on exit close them in reverse order of opening."""
+    async with AsyncExitStack() as stack:
+        pool = await create_db_pool(settings, role)
+        stack.push_async_callback(pool.close)
+
+        redis_pool = create_redis_pool(settings)
+        stack.push_async_callback(redis_pool.aclose)
+        redis = Redis(connection_pool=redis_pool)
+        stack.push_async_callback(redis.aclose)
+        # The ARQ client shares the connection pool: one set of sockets and timeouts for Redis.
+        arq = ArqRedis(redis_pool, default_queue_name=settings.arq_queue_name)
+        stack.push_async_callback(arq.aclose)
+
+        http = create_http_client(settings)
+        stack.push_async_callback(http.aclose)
+
+        yield Resources(
+            settings=settings,
+            db=PoolDatabase(pool, settings.db_acquire_timeout),
+            redis=redis,
+            arq=arq,
+            http=http,
+        )

@@ -1,0 +1,129 @@
+"""Suite-wide fixtures: real PostgreSQL and Redis, migrations once, one rolled-back transaction
+per test.
+
+Servers: TEST_DATABASE_URL / TEST_REDIS_URL when set, otherwise embedded servers started here.
+Under pytest-xdist each worker gets its own database and its own Redis logical database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from keel.api.deps import get_database
+from keel.cli import run_migrations
+from keel.db.pool import init_connection
+from keel.embedded import EmbeddedPostgres, EmbeddedRedis
+from keel.main import create_app
+from keel.settings import Environment, Settings
+from tests.helpers.database import TransactionBoundDatabase
+from tests.helpers.lifespan import LifespanManager
+from tests.helpers.servers import (
+    recreate_database,
+    with_database,
+    with_redis_db,
+    xdist_index,
+    xdist_worker,
+)
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    configured = os.environ.get("TEST_DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    with EmbeddedPostgres(tmp_path_factory.mktemp("postgres")) as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_server_url: str) -> str:
+    """A fresh database for this test process, migrated once with `alembic upgrade head`."""
+    name = f"keel_test_{xdist_worker()}"
+    asyncio.run(recreate_database(postgres_server_url, name))
+    url = with_database(postgres_server_url, name)
+    run_migrations(url, configure_logging=False)
+    return url
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    configured = os.environ.get("TEST_REDIS_URL")
+    if configured:
+        # Logical databases 1..15 keep parallel workers (and a developer's db 0) apart.
+        yield with_redis_db(configured, 1 + xdist_index() % 15)
+        return
+    with EmbeddedRedis(tmp_path_factory.mktemp("redis")) as server:
+        yield server.url
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str) -> Settings:
+    return Settings(
+        _env_file=None,
+        environment=Environment.TEST,
+        database_url=database_url,
+        redis_url=redis_url,
+        db_pool_min_size=1,
+        db_pool_max_size=4,
+        arq_queue_name=f"keel:test:{xdist_worker()}",
+    )
+
+
+@pytest.fixture
+async def redis(settings: Settings) -> AsyncIterator[Redis]:
+    """A client on the test's Redis database, emptied before each test."""
+    client = Redis.from_url(settings.redis_url)
+    await client.flushdb()
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def db_connection(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """One connection inside a transaction that is rolled back when the test ends."""
+    connection = await asyncpg.connect(database_url)
+    await init_connection(connection)
+    transaction = connection.transaction()
+    await transaction.start()
+    try:
+        yield connection
+    finally:
+        await transaction.rollback()
+        await connection.close()
+
+
+@pytest.fixture
+async def app(
+    settings: Settings, db_connection: asyncpg.Connection, redis: Redis
+) -> AsyncIterator[FastAPI]:
+    """The real app with its real lifespan; its transactions nest into the test's."""
+    application = create_app(settings)
+    bound = TransactionBoundDatabase(db_connection)
+
+    async def bound_database() -> TransactionBoundDatabase:
+        return bound
+
+    application.dependency_overrides[get_database] = bound_database
+    async with LifespanManager(application) as lifespan:
+        application.state.asgi_with_lifespan_state = lifespan.asgi
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(
+        app=app.state.asgi_with_lifespan_state, raise_app_exceptions=False
+    )
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client

@@ -1,0 +1,1 @@
+"""Test harness: lifespan driver, transaction-bound database, worker and server helpers."""

@@ -1,0 +1,34 @@
+"""The lifespan opens every resource and closes each one it opened."""
+
+from __future__ import annotations
+
+import httpx
+from fastapi import FastAPI
+
+from keel.main import create_app
+from keel.resources import Resources
+from keel.settings import Settings
+from tests.helpers.lifespan import LifespanManager
+
+
+def is_closed(client: httpx.AsyncClient) -> bool:
+    return client.is_closed
+
+
+async def test_lifespan_opens_and_closes_every_resource(settings: Settings) -> None:
+    app: FastAPI = create_app(settings)
+    async with LifespanManager(app) as lifespan:
+        transport = httpx.ASGITransport(app=lifespan.asgi)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            assert (await client.get("/readyz")).status_code == 200
+        resources: Resources = lifespan.state["resources"]
+        assert not resources.http.is_closed
+        assert not resources.db.pool.is_closing()
+        assert await resources.redis.ping()
+        assert await resources.arq.ping()
+
+    assert is_closed(resources.http)
+    assert resources.db.pool.is_closing()
+    redis_pool = resources.redis.connection_pool
+    assert redis_pool._in_use_connections == set()
+    assert all(not connection.is_connected for connection in redis_pool._available_connections)
