@@ -10,7 +10,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --custom-compile-command "make lock" --quiet
 
-.PHONY: help dev test lint format typecheck lock lock-check migrate worker serve bench contract clean
+.PHONY: help venv dev test lint format typecheck deploy-check lock lock-check migrate bench contract clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ format: $(BIN)/.synced ## apply ruff format and autofixes
 
 typecheck: $(BIN)/.synced ## mypy --strict over src and tests
 	$(BIN)/mypy
+
+deploy-check: $(BIN)/.synced ## kustomize+kubernetes-validate, promtool, hadolint, compose schema (installs tools)
+	bash scripts/deploy_check.sh
 
 lock: $(UV) ## regenerate the hashed lock files from pyproject.toml
 	$(UV) pip compile pyproject.toml $(LOCK_FLAGS) -o requirements.lock

