@@ -111,6 +111,24 @@ def test_postgres_restart_keeps_data(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs postgres as another user")
+def test_postgres_survives_losing_access_to_its_data_dir(tmp_path: Path) -> None:
+    pg = EmbeddedPostgres(tmp_path / "pg")
+    pg.start()
+    try:
+        # What another pytest session does to /tmp/pytest-of-root when it starts.
+        tmp_path.chmod(0o700)
+        pg.stop()
+        assert "received fast shutdown request" in pg.log_file.read_text()
+        assert _refuses(pg.port)
+        tmp_path.chmod(0o700)
+        pg.start()  # grants access again
+        assert _psql(pg.url, "select 1") == "1"
+    finally:
+        pg.stop()
+
+
+@pytest.mark.slow
 def test_postgres_starts_after_its_postmaster_was_killed(tmp_path: Path) -> None:
     pg = EmbeddedPostgres(tmp_path)
     pg.start()

@@ -28,7 +28,9 @@ HOST = "127.0.0.1"
 PG_SUPERUSER = "postgres"
 # postgres refuses to run as root; as root we switch to this unprivileged system user.
 PG_OS_USER = "keelpg"
-PG_STOP_MODES = ("smart", "fast", "immediate")
+# What `pg_ctl stop -m MODE` sends to the postmaster.
+_STOP_SIGNALS = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
+PG_STOP_MODES = tuple(_STOP_SIGNALS)
 # sockaddr_un.sun_path is 108 bytes including the NUL; postgres also adds ".lock" files.
 _SOCKET_PATH_MAX = 100
 _POLL = 0.05
@@ -294,48 +296,37 @@ class EmbeddedPostgres:
         if running_port is not None:
             self._adopt(running_port)
             return
-        self._prepare_dirs()
-        if not (self.pgdata / "PG_VERSION").exists():
-            self._initdb(timeout)
-        self._remove_stale_locks()
         deadline = time.monotonic() + timeout
-        port_tries = 1
-        while True:
-            log_offset = self._log_size()
-            if self._pg_ctl_start(max(1.0, deadline - time.monotonic())):
+        for attempt in range(3):
+            self._prepare_dirs()
+            try:
+                if not (self.pgdata / "PG_VERSION").exists():
+                    self._initdb(timeout)
+                self._remove_stale_locks()
+                self._start_postmaster(deadline, timeout)
                 return
-            new_log = _read_from(self.log_file, log_offset)
-            if "still in use" in new_log and time.monotonic() < deadline:
-                # Children of a killed postmaster may hold its shared memory a moment.
-                time.sleep(0.2)
-                continue
-            if _address_in_use(new_log) and not self._port_fixed and port_tries < 3:
-                # Another process took the free_port() we picked: try a new one.
-                port_tries += 1
-                self.port = free_port()
-                continue
-            raise EmbeddedServerError(
-                f"PostgreSQL did not start on {HOST}:{self.port} within {timeout:.0f}s "
-                f"(log {self.log_file}): {_tail(new_log)}"
-            )
+            except EmbeddedServerError as error:
+                # As root, a pytest session starting meanwhile chmods /tmp/pytest-of-root
+                # back to 0700, so "keelpg" loses its way to the data dir: grant it again.
+                lost_access = "Permission denied" in str(error) and self._user().uid is not None
+                if not lost_access or attempt == 2 or time.monotonic() >= deadline:
+                    raise
 
     def stop(self, mode: str = "fast", timeout: float = 30.0) -> None:
-        """`pg_ctl stop`, escalating to immediate, then SIGKILL. No-op if stopped."""
+        """Stop like `pg_ctl stop -m mode`, then immediate, then SIGKILL. No-op if stopped.
+
+        We send pg_ctl's signals ourselves: unlike pg_ctl (run as "keelpg") this needs no
+        path access to the data dir, which a concurrent pytest session can take away.
+        """
         if mode not in PG_STOP_MODES:
             raise ValueError(f"mode must be one of {PG_STOP_MODES}, not {mode!r}")
         pid = self._postmaster_pid()
         if pid is None:
             return
         for stop_mode in dict.fromkeys((mode, "immediate")):
-            self._pg_ctl(
-                "stop",
-                "-w",
-                "-t",
-                str(max(1, int(timeout))),
-                "-m",
-                stop_mode,
-                timeout=timeout + 5,
-            )
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, _STOP_SIGNALS[stop_mode])
+            # The postmaster exits only after all its children: nothing is left behind.
             if self._wait_gone(pid, timeout):
                 return
         with contextlib.suppress(ProcessLookupError):
@@ -424,18 +415,47 @@ class EmbeddedPostgres:
         )
         self._user().own(conf)
 
-    def _pg_ctl_start(self, timeout: float) -> bool:
+    def _start_postmaster(self, deadline: float, timeout: float) -> None:
+        port_tries = 1
+        while True:
+            log_offset = self._log_size()
+            started, output = self._pg_ctl_start(max(1.0, deadline - time.monotonic()))
+            if started:
+                return
+            new_log = output + _read_from(self.log_file, log_offset)
+            if "still in use" in new_log and time.monotonic() < deadline:
+                # Children of a killed postmaster may hold its shared memory a moment.
+                time.sleep(0.2)
+                continue
+            if _address_in_use(new_log) and not self._port_fixed and port_tries < 3:
+                # Another process took the free_port() we picked: try a new one.
+                port_tries += 1
+                self.port = free_port()
+                continue
+            raise EmbeddedServerError(
+                f"PostgreSQL did not start on {HOST}:{self.port} within {timeout:.0f}s "
+                f"(log {self.log_file}): {_tail(new_log)}"
+            )
+
+    def _pg_ctl_start(self, timeout: float) -> tuple[bool, str]:
         self._write_runtime_conf()
-        result = self._pg_ctl(
-            "start",
-            "-w",
-            "-t",
-            str(max(1, int(timeout))),
-            "-l",
-            str(self.log_file),
+        result = self._run(
+            [
+                str(self._bin / "pg_ctl"),
+                "-D",
+                str(self.pgdata),
+                "start",
+                "-w",
+                "-t",
+                str(max(1, int(timeout))),
+                "-l",
+                str(self.log_file),
+            ],
+            cwd=self.pgdata,
             timeout=timeout + 5,
         )
-        return result.returncode == 0 and self._wait_accepting(timeout)
+        started = result.returncode == 0 and self._wait_accepting(timeout)
+        return started, result.stdout
 
     def _wait_accepting(self, timeout: float) -> bool:
         # pg_ctl -w waits for "ready" in postmaster.pid; also confirm the TCP listener.
@@ -494,13 +514,6 @@ class EmbeddedPostgres:
             if not first.isdigit() or not _pid_alive(int(first)):
                 lock.unlink(missing_ok=True)
                 lock.with_suffix("").unlink(missing_ok=True)
-
-    def _pg_ctl(self, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-        return self._run(
-            [str(self._bin / "pg_ctl"), "-D", str(self.pgdata), *args],
-            cwd=self.pgdata,
-            timeout=timeout,
-        )
 
     def _run(self, argv: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
         # Output to DEVNULL/temp would hide errors; a pipe is safe here because pg_ctl's
