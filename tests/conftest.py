@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -23,6 +25,8 @@ from keel.db.pool import init_connection
 from keel.embedded import EmbeddedPostgres, EmbeddedRedis
 from keel.main import create_app
 from keel.settings import Environment, Settings
+from keel.webhooks import ssrf as webhook_ssrf
+from tests.auth.accounts import Account, AccountFactory, make_account
 from tests.helpers.database import TransactionBoundDatabase
 from tests.helpers.lifespan import LifespanManager
 from tests.helpers.servers import (
@@ -32,6 +36,7 @@ from tests.helpers.servers import (
     xdist_index,
     xdist_worker,
 )
+from tests.worker.process import WorkerProcess
 
 
 @pytest.fixture(scope="session")
@@ -127,3 +132,64 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     )
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client
+
+
+# --- Auth and domain (tests/auth, tests/users, tests/items, tests/api/v1) ---
+
+
+@pytest.fixture
+def account_factory(client: httpx.AsyncClient, db_connection: asyncpg.Connection) -> AccountFactory:
+    """`await account_factory(admin=False, email=None, password=...)`: a registered, logged-in
+    user (made through the API, inside the test's rolled-back transaction)."""
+
+    async def make(**options: Any) -> Account:
+        return await make_account(client, db_connection, **options)
+
+    return make
+
+
+@pytest.fixture
+async def account(account_factory: AccountFactory) -> Account:
+    return await account_factory()
+
+
+@pytest.fixture
+async def admin_account(account_factory: AccountFactory) -> Account:
+    return await account_factory(admin=True)
+
+
+# --- Edge (issue 4): a test that blocks its event loop past the threshold fails the suite ---
+pytest_plugins = ["tests.observability.loop_guard"]
+
+
+# --- Worker and webhooks (issue 5): long-running `keel worker` processes ---
+
+
+@pytest.fixture
+def start_worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """`start_worker(settings=None)`: a running `keel worker` (not burst) with the test's
+    settings in its environment; killed at the end of the test if still running."""
+    started: list[WorkerProcess] = []
+
+    def start(custom: Settings | None = None) -> WorkerProcess:
+        process = WorkerProcess(custom or settings, tmp_path / f"worker-{len(started)}.log")
+        started.append(process.start())
+        return process
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            process.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_dns_for_webhook_urls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SSRF guard resolves webhook host names. No test may send a packet beyond loopback
+    (a DNS query included), so names do not resolve in tests unless a test installs its own
+    resolver (tests/webhooks/test_ssrf.py); URLs with literal addresses are unaffected."""
+
+    async def refuse(host: str, port: int) -> list[str]:
+        raise OSError(f"name resolution is disabled in tests ({host})")
+
+    monkeypatch.setattr(webhook_ssrf, "resolver", refuse)

@@ -148,8 +148,8 @@ async def test_app_starts_with_both_down_and_becomes_ready(tmp_path: Path) -> No
                 await in_thread(redis.start)
                 await wait_for_status(client, "/readyz", 200, RECOVERY_BUDGET)
     finally:
-        postgres.stop()
-        redis.stop()
+        await in_thread(postgres.stop)  # stopping a server waits on it: off the event loop
+        await in_thread(redis.stop)
 
 
 async def run_reads(database: PoolDatabase, count: int) -> list[BaseException | int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 import pytest
@@ -21,7 +22,7 @@ async def test_burst_worker_runs_a_job_against_postgres(settings: Settings, redi
         assert job is not None
         assert await job.status() is JobStatus.queued
 
-        finished = run_burst_worker(settings)
+        finished = await asyncio.to_thread(run_burst_worker, settings)  # off the event loop
         assert finished.returncode == 0, finished.stderr
 
         result = await Job(job.job_id, resources.arq, _queue_name=settings.arq_queue_name).result(

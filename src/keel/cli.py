@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -74,15 +75,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from arq.worker import async_check_health
-
-    from keel.worker import create_worker, redis_settings
+    # One process: its metrics live in memory (keel.jobs.metrics), never in the API's
+    # multiprocess files, even where the environment names a PROMETHEUS_MULTIPROC_DIR.
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    from keel.worker import check_health, create_worker
 
     settings = load_settings_or_exit()
     if args.check:
-        return asyncio.run(
-            async_check_health(redis_settings(settings), queue_name=settings.arq_queue_name)
-        )
+        return asyncio.run(check_health(settings))
     worker = create_worker(settings, burst=args.burst)
     worker.run()
     return 0

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TypedDict
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute, iter_route_contexts
+from opentelemetry.sdk.trace import TracerProvider
 
 from keel.api import health
+from keel.api import metrics as metrics_api
 from keel.api import v1 as api_v1
 from keel.api.problems import install_problem_handlers
 from keel.middleware import install_middleware
+from keel.observability import tracing
+from keel.observability.blocking import LoopBlockDetector
 from keel.observability.logging import configure_logging
+from keel.observability.metrics import Metrics
+from keel.ratelimit import install_rate_limiting
 from keel.resources import Resources, open_resources
 from keel.settings import Settings, get_settings
 
@@ -23,31 +32,111 @@ class LifespanState(TypedDict):
     resources: Resources
 
 
-def _lifespan(settings: Settings) -> object:
+def _lifespan(
+    settings: Settings,
+    metrics: Metrics | None,
+    provider: TracerProvider | None,
+    owns_provider: bool,
+) -> object:
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[LifespanState]:
-        async with open_resources(settings, role="api") as resources:
+    async def lifespan(app: FastAPI) -> AsyncIterator[LifespanState]:
+        async with AsyncExitStack() as stack:
+            await asyncio.to_thread(_warm_up, app)
+            if settings.loop_block_detector_on:
+                detector = LoopBlockDetector(settings.loop_block_threshold_ms / 1000)
+                detector.start()
+                stack.callback(detector.stop)
+            if provider is not None and owns_provider:
+                stack.callback(provider.shutdown)  # flushes the batch of spans not yet sent
+            resources = await stack.enter_async_context(open_resources(settings, role="api"))
+            if provider is not None:
+                stack.enter_context(tracing.instrumented_clients(provider, resources))
+            if metrics is not None:
+                refresher = asyncio.create_task(
+                    metrics.run_refresh(resources, settings.metrics_refresh_interval),
+                    name="keel-metrics-refresh",
+                )
+                stack.push_async_callback(_cancel, refresher)
             yield {"resources": resources}
 
     return lifespan
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def _include_flat(app: FastAPI, router: APIRouter) -> None:
+    """Register a router's routes on the app itself instead of `include_router`.
+
+    FastAPI >= 0.165 keeps an included router nested and resolves its routes in a second
+    matching pass (~60 more Python calls per request, measured with bench/edge.py). Probes and
+    the scrape endpoint are hit all the time and have no prefix, so they sit on the app.
+    """
+    for route in router.routes:
+        assert isinstance(route, APIRoute), route
+        app.add_api_route(
+            route.path,
+            route.endpoint,
+            response_model=route.response_model,
+            status_code=route.status_code,
+            tags=route.tags,
+            summary=route.summary,
+            description=route.description,
+            responses=route.responses,
+            methods=sorted(route.methods or ()),
+            operation_id=route.operation_id,
+            include_in_schema=route.include_in_schema,
+            name=route.name,
+        )
+
+
+def _warm_up(app: FastAPI) -> None:
+    """What FastAPI builds lazily on the event loop, built once here in a thread instead.
+
+    Each included router's flattened route table (on the first request routed into it) and the
+    OpenAPI schema (on the first /openapi.json) each blocked the loop for 100+ ms: found by the
+    block detector.
+    """
+    for _ in iter_route_contexts(app.routes):
+        pass
+    if app.openapi_url:
+        app.openapi()
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def create_app(
+    settings: Settings | None = None, *, tracer_provider: TracerProvider | None = None
+) -> FastAPI:
+    """The app. `tracer_provider` overrides the one built from OTEL_EXPORTER_OTLP_ENDPOINT
+    (tests pass one with an in-memory exporter)."""
     settings = settings or get_settings()
     configure_logging(settings)
+    metrics = Metrics() if settings.metrics_enabled else None
+    provider = tracer_provider or tracing.tracer_provider_from_settings(settings)
     app = FastAPI(
         title=settings.service_name,
         version="1.0.0",
-        lifespan=_lifespan(settings),  # type: ignore[arg-type]
+        lifespan=_lifespan(  # type: ignore[arg-type]
+            settings, metrics, provider, owns_provider=tracer_provider is None
+        ),
         docs_url="/docs" if settings.docs_on else None,
         redoc_url="/redoc" if settings.docs_on else None,
         openapi_url="/openapi.json" if settings.docs_on else None,
-        # Native telemetry stays off: tracing is wired explicitly (keel.observability), so a
-        # global SDK provider can never make FastAPI emit a second set of spans.
+        # Native telemetry stays off: tracing is wired explicitly (opentelemetry-instrumentation-
+        # fastapi, keel.observability.tracing). With it on, a global SDK provider would make
+        # FastAPI emit a second SERVER span for every request (tested).
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
+    app.state.metrics = metrics
     install_problem_handlers(app)
-    app.include_router(health.router)
+    _include_flat(app, health.router)
+    if metrics is not None:
+        _include_flat(app, metrics_api.router)
     app.include_router(api_v1.router)
-    install_middleware(app, settings)
+    install_rate_limiting(app, settings)  # innermost middleware: after routers, before the rest
+    install_middleware(app, settings, metrics=metrics, tracing=provider is not None)
+    if provider is not None:
+        tracing.instrument_app(app, provider, settings)
     return app

@@ -7,6 +7,7 @@ PostgreSQL or Redis shows as not-ready rather than as a crash loop.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -19,8 +20,10 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from keel.cache import Cache, FailOpenRedis, create_fast_redis_pool
 from keel.db.database import PoolDatabase
 from keel.db.pool import create_db_pool
+from keel.observability.context import REQUEST_ID_HEADER, request_id_var
 from keel.settings import Settings
 
 
@@ -31,6 +34,10 @@ class Resources:
     redis: Redis
     arq: ArqRedis
     http: httpx.AsyncClient
+    # Short timeouts, no retries, a circuit breaker: for the rate limiter and the cache, which
+    # work on without Redis (keel.cache.failopen).
+    fast_redis: FailOpenRedis
+    cache: Cache
 
 
 def redis_retry(settings: Settings) -> Retry:
@@ -65,7 +72,15 @@ def create_http_client(settings: Settings) -> httpx.AsyncClient:
         ),
         follow_redirects=False,
         headers={"User-Agent": f"{settings.service_name}/1"},
+        event_hooks={"request": [propagate_request_id]},
     )
+
+
+async def propagate_request_id(request: httpx.Request) -> None:
+    """Outbound calls made while serving a request carry its X-Request-ID (unless set)."""
+    request_id = request_id_var.get()
+    if request_id is not None and REQUEST_ID_HEADER not in request.headers:
+        request.headers[REQUEST_ID_HEADER] = request_id
 
 
 @asynccontextmanager
@@ -83,7 +98,19 @@ async def open_resources(settings: Settings, role: str) -> AsyncIterator[Resourc
         arq = ArqRedis(redis_pool, default_queue_name=settings.arq_queue_name)
         stack.push_async_callback(arq.aclose)
 
-        http = create_http_client(settings)
+        fast_pool = create_fast_redis_pool(settings)
+        stack.push_async_callback(fast_pool.aclose)
+        fast_client = Redis(connection_pool=fast_pool)
+        stack.push_async_callback(fast_client.aclose)
+        fast_redis = FailOpenRedis(
+            fast_client,
+            timeout=settings.redis_fast_timeout,
+            retry_interval=settings.redis_fast_retry_interval,
+        )
+        stack.push_async_callback(fast_redis.aclose)
+
+        # Off the loop: building the client loads the CA bundle (~100 ms of blocked loop).
+        http = await asyncio.to_thread(create_http_client, settings)
         stack.push_async_callback(http.aclose)
 
         yield Resources(
@@ -92,4 +119,12 @@ async def open_resources(settings: Settings, role: str) -> AsyncIterator[Resourc
             redis=redis,
             arq=arq,
             http=http,
+            fast_redis=fast_redis,
+            cache=Cache(
+                fast_redis,
+                prefix=f"{settings.service_name}:cache",
+                lock_ttl=settings.cache_lock_ttl_seconds,
+                lock_wait=settings.cache_lock_wait_seconds,
+                hold=settings.cache_invalidation_hold_seconds,
+            ),
         )

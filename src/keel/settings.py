@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import functools
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AnyHttpUrl,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Development default: usable locally, refused in production by `_refuse_weak_production`.
 DEV_SECRET_KEY = "dev-insecure-secret-key-change-me-0123456789abcdef"  # noqa: S105
 MIN_SECRET_KEY_LENGTH = 32
+
+JwtAlgorithm = Literal["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "EdDSA"]
 
 
 class Environment(StrEnum):
@@ -79,8 +89,198 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool | None = None
 
+    # --- Edge: logging, metrics, tracing, limits ---
+    # Request bodies above this many bytes get 413 before any route code runs; a route may set
+    # its own with FastAPI's `max_body_size=`.
+    max_body_size: int = Field(default=1_048_576, ge=0)
+    gzip_minimum_size: int = Field(default=1_024, ge=0)
+    gzip_compress_level: int = Field(default=6, ge=1, le=9)
+    # Strict-Transport-Security: only behind TLS you control (browsers remember it for max-age).
+    hsts_enabled: bool = False
+    hsts_max_age: int = Field(default=31_536_000, ge=0)
+    # Paths whose successful requests the access log skips (failures are always logged) ...
+    access_log_skip_paths: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["/livez", "/readyz", "/metrics"]
+    )
+    # ... or samples: the fraction of them that is still logged.
+    access_log_skip_sample_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    metrics_enabled: bool = True
+    # Seconds between samples of the pool/process gauges in every worker.
+    metrics_refresh_interval: float = Field(default=5.0, gt=0)
+    # Tracing is on only when a collector is named (OTLP/HTTP, e.g. http://otel-collector:4318).
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_traces_sampler_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+    otel_excluded_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["/livez", "/readyz", "/metrics"]
+    )
+    # Warn (with the stack) when the event loop is blocked longer than this; default: on outside
+    # production.
+    loop_block_detector: bool | None = None
+    loop_block_threshold_ms: int = Field(default=100, ge=1)
+
+    @field_validator("access_log_skip_paths", "otel_excluded_urls", mode="before")
+    @classmethod
+    def _parse_edge_csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @property
+    def loop_block_detector_on(self) -> bool:
+        if self.loop_block_detector is None:
+            return not self.is_production
+        return self.loop_block_detector
+
     # --- Worker (ARQ) ---
     arq_queue_name: str = "keel:queue"
+
+    # --- Worker and webhooks ---
+    # SIGTERM: the worker takes no new job and lets running ones finish for up to this long
+    # (the k8s/compose grace periods are this + 15; docs/deployment.md checks the budget).
+    arq_job_completion_wait: int = Field(default=30, ge=0)
+    # A job run is cancelled after this long; a job killed mid-run (SIGKILL, OOM) is picked up
+    # again by another worker ARQ_JOB_TIMEOUT + 10 s later.
+    arq_job_timeout: int = Field(default=120, ge=1)
+    arq_max_tries: int = Field(default=5, ge=1)
+    arq_max_jobs: int = Field(default=50, ge=1)
+    arq_poll_delay: float = Field(default=0.25, gt=0)
+    arq_keep_result_seconds: int = Field(default=3_600, ge=0)
+    # The worker refreshes its health key this often; `keel worker --check` reads it.
+    arq_health_check_interval: int = Field(default=5, ge=1)
+    # Prometheus /metrics of the worker process; 0 turns it off.
+    worker_metrics_host: str = "0.0.0.0"  # noqa: S104 - scraped from outside the container
+    worker_metrics_port: int = Field(default=9100, ge=0, le=65_535)
+    # SSRF guard: private, loopback, link-local, metadata ... targets are refused unless they
+    # fall in one of these CIDRs (e.g. "127.0.0.0/8" for local development; tests use it).
+    webhook_allowed_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # https-only webhook URLs; default: on in production.
+    webhook_require_https: bool | None = None
+    # Budget of one HTTP attempt (connect + send + wait for the answer).
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Attempts inside one job run (tenacity, exponential backoff with jitter) ...
+    webhook_attempts_per_run: int = Field(default=3, ge=1)
+    webhook_retry_base_seconds: float = Field(default=0.5, gt=0)
+    webhook_retry_max_seconds: float = Field(default=8.0, gt=0)
+    # ... then later runs, scheduled in PostgreSQL (durable), until this many attempts in all.
+    webhook_max_attempts: int = Field(default=12, ge=1)
+    webhook_run_backoff_base_seconds: float = Field(default=30.0, gt=0)
+    webhook_run_backoff_max_seconds: float = Field(default=3_600.0, gt=0)
+    # Circuit breaker per destination host, shared by every worker through Redis.
+    webhook_breaker_threshold: int = Field(default=5, ge=1)
+    webhook_breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
+    # The outbox relay wakes on every committed delivery (LISTEN/NOTIFY) and at least this often.
+    webhook_relay_interval_seconds: float = Field(default=1.0, gt=0)
+    webhook_relay_batch_size: int = Field(default=200, ge=1)
+    # After a secret rotation the previous secret keeps signing (a second signature) this long.
+    webhook_secret_rotation_grace_seconds: int = Field(default=86_400, ge=0)
+    # Finished deliveries (and their attempts) are purged after this many days.
+    webhook_delivery_retention_days: int = Field(default=30, ge=1)
+
+    @field_validator("webhook_allowed_networks", mode="before")
+    @classmethod
+    def _parse_webhook_networks(cls, value: object) -> object:
+        networks = _split_csv(value)
+        if isinstance(networks, list):
+            import ipaddress
+
+            for network in networks:
+                try:
+                    ipaddress.ip_network(str(network), strict=False)
+                except ValueError:
+                    raise SettingsError(f"not a CIDR network: {network!r}") from None
+        return networks
+
+    @property
+    def webhook_https_required(self) -> bool:
+        if self.webhook_require_https is None:
+            return self.is_production
+        return self.webhook_require_https
+
+    # --- Auth and domain ---
+    # Access tokens are verified with exactly this algorithm (the allow-list is this one entry).
+    jwt_algorithm: JwtAlgorithm = "HS256"
+    # HS*: the signing secret; defaults to SECRET_KEY. RS*/ES*/EdDSA: PEM key files instead.
+    jwt_secret_key: SecretStr | None = None
+    jwt_private_key_file: Path | None = None
+    jwt_public_key_file: Path | None = None
+    jwt_issuer: str = "keel"
+    jwt_audience: str = "keel-api"
+    jwt_leeway_seconds: int = Field(default=10, ge=0, le=60)
+    access_token_ttl_seconds: int = Field(default=900, ge=30, le=3600)
+    refresh_token_ttl_seconds: int = Field(default=14 * 86_400, ge=300)
+    # How long Redis remembers a session's state (active/admin/revoked); a miss reads PostgreSQL.
+    auth_session_cache_ttl_seconds: int = Field(default=900, ge=1)
+    password_min_length: int = Field(default=12, ge=8, le=128)
+    # argon2id; the defaults are OWASP's minimum (m=19 MiB, t=2, p=1).
+    argon2_memory_cost_kib: int = Field(default=19_456, ge=7_168)
+    argon2_time_cost: int = Field(default=2, ge=1)
+    argon2_parallelism: int = Field(default=1, ge=1)
+    page_default_limit: int = Field(default=20, ge=1)
+    page_max_limit: int = Field(default=100, ge=1)
+
+    # --- Rate limits and caching ---
+    # Limits use the slowapi/limits syntax ("100/minute"; several joined by ";" must all hold),
+    # counted per client (the user of a valid bearer token, else the client IP) in Redis, so
+    # every worker and instance shares them. See docs/resilience.md.
+    rate_limit_enabled: bool = True
+    # Per client and per route, for every route without a limit of its own; empty: none.
+    rate_limit_default: str = "600/minute"
+    rate_limit_login: str = "10/minute"
+    rate_limit_register: str = "5/minute"
+    rate_limit_refresh: str = "30/minute"
+    # Paths never limited (probes and scrapes must not get 429).
+    rate_limit_exempt_paths: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["/livez", "/readyz", "/metrics"]
+    )
+    # Peers whose X-Forwarded-For is believed (IPs or CIDRs, comma-separated); with none, the
+    # TCP peer is the client. List only your own load balancers.
+    rate_limit_trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # The Redis client of the limiter and the cache, which both fail open: connect and read
+    # timeout (what a dead Redis can cost one request), no retries, and after a failure
+    # Redis is left alone for REDIS_FAST_RETRY_INTERVAL seconds (limits use per-process memory,
+    # the cache is bypassed) before one request probes it again.
+    redis_fast_timeout: float = Field(default=0.25, gt=0, le=5)
+    redis_fast_retry_interval: float = Field(default=5.0, gt=0)
+    redis_fast_max_connections: int = Field(default=32, ge=2)
+    cache_ttl_seconds: float = Field(default=60.0, gt=0)
+    # Single flight: the computing process holds a lock this long at most (if it dies) ...
+    cache_lock_ttl_seconds: float = Field(default=10.0, gt=0)
+    # ... and the others wait this long for its result before computing themselves.
+    cache_lock_wait_seconds: float = Field(default=2.0, gt=0)
+    # After an invalidation nothing is cached for the key this long: longer than the writing
+    # transaction may stay open, so a value read before its commit is never stored.
+    cache_invalidation_hold_seconds: float = Field(default=5.0, ge=0)
+
+    @field_validator("rate_limit_exempt_paths", "rate_limit_trusted_proxies", mode="before")
+    @classmethod
+    def _parse_rate_limit_csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator(
+        "rate_limit_default", "rate_limit_login", "rate_limit_register", "rate_limit_refresh"
+    )
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        from limits import parse_many
+
+        if value.strip():
+            try:
+                parse_many(value)
+            except ValueError:
+                raise ValueError(
+                    f"{value!r} is not a rate limit (e.g. '10/minute' or '10/minute;100/hour')"
+                ) from None
+        return value
+
+    @field_validator("rate_limit_trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network") from None
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -112,6 +312,44 @@ class Settings(BaseSettings):
                 "CORS_ORIGINS must list explicit origins when CORS_ALLOW_CREDENTIALS is true"
             )
         return self
+
+    @model_validator(mode="after")
+    def _check_jwt_keys(self) -> Self:
+        # Every environment: a short HMAC secret or a missing/weak key file is a bug, not a
+        # production-only concern. The loader names the variable and the rule.
+        from keel.auth.keys import KeyConfigError, load_keys
+
+        if self.jwt_algorithm.startswith("HS"):
+            secret = self.jwt_signing_secret.get_secret_value()
+            if self.is_production and secret == DEV_SECRET_KEY:
+                raise SettingsError(
+                    "JWT_SECRET_KEY (or SECRET_KEY) must be set in production "
+                    "(the development default is refused)"
+                )
+        if self.page_default_limit > self.page_max_limit:
+            raise SettingsError("PAGE_DEFAULT_LIMIT must not exceed PAGE_MAX_LIMIT")
+        try:
+            load_keys(*self.jwt_key_source)
+        except KeyConfigError as error:
+            raise SettingsError(str(error)) from None
+        return self
+
+    @property
+    def jwt_signing_secret(self) -> SecretStr:
+        """The HMAC secret: JWT_SECRET_KEY, else SECRET_KEY."""
+        return self.jwt_secret_key or self.secret_key
+
+    @property
+    def jwt_key_source(self) -> tuple[str, str | None, str | None, str | None]:
+        """Hashable arguments of `keel.auth.keys.load_keys` (it caches the loaded keys)."""
+        if self.jwt_algorithm.startswith("HS"):
+            return (self.jwt_algorithm, self.jwt_signing_secret.get_secret_value(), None, None)
+        return (
+            self.jwt_algorithm,
+            None,
+            str(self.jwt_private_key_file) if self.jwt_private_key_file else None,
+            str(self.jwt_public_key_file) if self.jwt_public_key_file else None,
+        )
 
     @property
     def is_production(self) -> bool:

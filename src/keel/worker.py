@@ -2,18 +2,46 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, cast
 
+import structlog
 from arq.connections import RedisSettings
-from arq.worker import Worker
+from arq.cron import cron
+from arq.typing import WorkerCoroutine
+from arq.worker import Worker, func
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from keel.jobs.metrics import JobMetrics, MetricsServer
+from keel.jobs.tasks import purge_expired_records
+from keel.observability.context import with_job_context
 from keel.observability.logging import configure_logging
 from keel.ops.tasks import database_clock
 from keel.resources import open_resources, redis_retry
 from keel.settings import Settings
+from keel.webhooks.outbox import OutboxRelay
+from keel.webhooks.tasks import deliver_webhook, relay_outbox
 
-FUNCTIONS = [database_clock]
+log = structlog.get_logger(__name__)
+
+FUNCTIONS: list[Callable[..., Awaitable[Any]]] = [database_clock, deliver_webhook]
+# (job, schedule): the relay's safety net every minute, housekeeping daily at 03:17 (local time).
+CRON_JOBS: list[tuple[Callable[..., Awaitable[Any]], dict[str, Any]]] = [
+    (relay_outbox, {"second": {41}}),
+    (purge_expired_records, {"hour": {3}, "minute": {17}, "second": {0}}),
+]
+# `keel worker --check` answers within this budget, whatever state Redis is in.
+CHECK_TIMEOUT_SECONDS = 8.0
+# While Redis is unreachable the poll loop pauses this long between tries.
+REDIS_OUTAGE_PAUSE_SECONDS = 1.0
 
 
 def redis_settings(settings: Settings) -> RedisSettings:
@@ -28,11 +56,53 @@ def redis_settings(settings: Settings) -> RedisSettings:
     return parsed
 
 
-def _on_startup(settings: Settings) -> Any:
+def health_check_key(settings: Settings) -> str:
+    """Per host (pod, container): `keel worker --check` in a pod checks that pod's worker."""
+    return f"{settings.arq_queue_name}:health-check:{socket.gethostname()}"
+
+
+async def check_health(settings: Settings) -> int:
+    """0 when this host's worker recorded its health recently; 1 otherwise, within 10 s."""
+    client = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
+            record = await client.get(health_check_key(settings))
+    except (RedisError, OSError, TimeoutError) as error:
+        print(f"keel worker --check: Redis unreachable: {error!r}", file=sys.stderr)
+        return 1
+    finally:
+        await client.aclose()
+    if record is None:
+        print("keel worker --check: no recent health record from a worker", file=sys.stderr)
+        return 1
+    print(f"keel worker --check: {record.decode()}")
+    return 0
+
+
+def _on_startup(settings: Settings, metrics: JobMetrics) -> Any:
     async def on_startup(ctx: dict[str, Any]) -> None:
         stack = AsyncExitStack()
-        ctx["resources"] = await stack.enter_async_context(open_resources(settings, "worker"))
         ctx["exit_stack"] = stack
+        resources = await stack.enter_async_context(open_resources(settings, "worker"))
+        ctx["resources"] = resources
+        ctx["job_metrics"] = metrics
+        if settings.worker_metrics_port:
+            server = MetricsServer(
+                metrics,
+                resources.redis,
+                settings.arq_queue_name,
+                settings.worker_metrics_host,
+                settings.worker_metrics_port,
+            )
+            try:
+                await server.start()
+            except OSError as error:  # visible as KeelWorkerDown; the jobs still run
+                log.error("worker metrics server did not start", error=repr(error))
+            else:
+                stack.push_async_callback(server.stop)
+        relay = OutboxRelay(resources)
+        relay.start()
+        stack.push_async_callback(relay.stop)
 
     return on_startup
 
@@ -43,19 +113,75 @@ async def _on_shutdown(ctx: dict[str, Any]) -> None:
         await stack.aclose()
 
 
-def worker_settings(settings: Settings) -> dict[str, Any]:
+def worker_settings(settings: Settings, metrics: JobMetrics | None = None) -> dict[str, Any]:
     """The keyword arguments of `arq.worker.Worker`, built from Keel's settings."""
+    job_metrics = metrics or JobMetrics()
+    # Our timeout cuts a run (a counted failure) one second before ARQ's own would cancel it.
+    arq_timeout = settings.arq_job_timeout + 1
+
+    def wrap(function: Callable[..., Awaitable[Any]]) -> WorkerCoroutine:
+        # Each job binds its job id and the id of the request that enqueued it (enqueue_job).
+        wrapped = with_job_context(job_metrics.instrument(function, settings.arq_job_timeout))
+        return cast(WorkerCoroutine, wrapped)
+
     return {
-        "functions": FUNCTIONS,
+        "functions": [func(wrap(function), timeout=arq_timeout) for function in FUNCTIONS],
+        "cron_jobs": [
+            cron(wrap(function), timeout=arq_timeout, **schedule)
+            for function, schedule in CRON_JOBS
+        ],
         "redis_settings": redis_settings(settings),
         "queue_name": settings.arq_queue_name,
-        "on_startup": _on_startup(settings),
+        "on_startup": _on_startup(settings, job_metrics),
         "on_shutdown": _on_shutdown,
-        "health_check_interval": 10,
+        "health_check_interval": settings.arq_health_check_interval,
+        "health_check_key": health_check_key(settings),
         "handle_signals": True,
+        # SIGTERM: stop taking jobs, let running ones finish (0 would cancel and re-run them).
+        "job_completion_wait": settings.arq_job_completion_wait,
+        "job_timeout": arq_timeout,
+        "max_tries": settings.arq_max_tries,
+        "max_jobs": settings.arq_max_jobs,
+        "poll_delay": settings.arq_poll_delay,
+        "keep_result": settings.arq_keep_result_seconds,
     }
+
+
+class KeelWorker(Worker):
+    """ARQ's worker, waiting out a Redis outage instead of exiting.
+
+    Stock ARQ lets a connection error in its poll loop end the worker (measured: within 3 s of
+    Redis going away). Here the loop logs the outage, pauses and tries again; running jobs keep
+    running; once Redis answers the worker carries on with the same process and resources.
+    """
+
+    _outage_since: float | None = None
+
+    async def _poll_iteration(self) -> None:
+        try:
+            await super()._poll_iteration()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as error:
+            if self._outage_since is None:
+                self._outage_since = time.monotonic()
+                log.warning("redis unreachable; the worker waits for it", error=repr(error))
+            await self._reconcile_slots()
+            await asyncio.sleep(REDIS_OUTAGE_PAUSE_SECONDS)
+            return
+        if self._outage_since is not None:
+            log.info("redis is back", outage_s=round(time.monotonic() - self._outage_since, 1))
+            self._outage_since = None
+
+    async def _reconcile_slots(self) -> None:
+        """A Redis error inside `start_jobs` can leave a job slot taken by no job: recount."""
+        running = sum(not task.done() for task in self.tasks.values())
+        if running == self.job_counter:
+            return
+        self.job_counter = running
+        self.sem = asyncio.BoundedSemaphore(self.max_jobs + 1)
+        for _ in range(running):
+            await self.sem.acquire()
 
 
 def create_worker(settings: Settings, *, burst: bool = False) -> Worker:
     configure_logging(settings)
-    return Worker(**worker_settings(settings), burst=burst)
+    return KeelWorker(**worker_settings(settings), burst=burst)

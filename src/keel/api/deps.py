@@ -12,11 +12,15 @@ import asyncpg
 import httpx
 from arq.connections import ArqRedis
 from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
 from redis.asyncio import Redis
 
+from keel.auth.service import Principal, authenticate
+from keel.cache import Cache
 from keel.db.database import Database
 from keel.resources import Resources
 from keel.settings import Settings
+from keel.users.service import require_admin
 
 
 async def get_resources(request: Request) -> Resources:
@@ -62,3 +66,36 @@ AppSettings = Annotated[Settings, Depends(get_settings_dep)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
 ArqDep = Annotated[ArqRedis, Depends(get_arq)]
 HttpClient = Annotated[httpx.AsyncClient, Depends(get_http)]
+
+
+async def get_cache(resources: ResourcesDep) -> Cache:
+    """Cache-aside with single flight (keel.cache); works, uncached, without Redis."""
+    return resources.cache
+
+
+CacheDep = Annotated[Cache, Depends(get_cache)]
+
+# --- Authentication (keel.auth) ---
+# The scheme only reads `Authorization: Bearer ...` and documents the password flow, so
+# Swagger's Authorize button works; auto_error=False so a missing token is our own 401 problem.
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+BearerToken = Annotated[str | None, Depends(oauth2_scheme)]
+# For services that own their transactions (refresh-token rotation must commit a revocation
+# even when the request then fails); everything else uses `Db`.
+DatabaseDep = Annotated[Database, Depends(get_database)]
+
+
+async def get_current_user(db: Db, resources: ResourcesDep, token: BearerToken) -> Principal:
+    """The acting user. Uses the request's own connection only when Redis has no answer."""
+    return await authenticate(db, resources.redis, resources.settings, token)
+
+
+CurrentUser = Annotated[Principal, Depends(get_current_user)]
+
+
+async def get_admin_user(user: CurrentUser) -> Principal:
+    require_admin(user)
+    return user
+
+
+AdminUser = Annotated[Principal, Depends(get_admin_user)]

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from keel.db.database import UNAVAILABLE_ERRORS
-from keel.errors import AppError, Conflict, DependencyUnavailable
+from keel.errors import AppError, Conflict, DependencyUnavailable, PayloadTooLarge
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -116,11 +116,29 @@ async def _redis_unavailable(request: Request, exc: Exception) -> Response:
     return render_app_error(request, DependencyUnavailable("redis"))
 
 
-async def _unhandled(request: Request, exc: Exception) -> Response:
-    log.error("unhandled exception", exc_info=exc)
+def unhandled_error_response(request: Request) -> Response:
+    """The generic 500: nothing about the failure leaves the process (the log has it)."""
     return problem_response(
-        request, 500, "Internal Server Error", detail="An unexpected error occurred."
+        request,
+        500,
+        "Internal Server Error",
+        type_="/problems/internal-error",
+        detail="An unexpected error occurred.",
     )
+
+
+def payload_too_large_response(request: Request, limit: int) -> Response:
+    """413 from the body-limit middleware; it closes the connection (the body stays unread)."""
+    error = PayloadTooLarge(f"The request body is larger than {limit} bytes.", max_bytes=limit)
+    error.headers["Connection"] = "close"
+    return render_app_error(request, error)
+
+
+async def _unhandled(request: Request, exc: Exception) -> Response:
+    # Last resort: keel.middleware.errors handles unhandled errors for the app. This one only
+    # sees an exception raised by a middleware itself (Starlette's ServerErrorMiddleware).
+    log.error("unhandled exception outside the app", exc_info=exc)
+    return unhandled_error_response(request)
 
 
 def _reason(status: int) -> str:

@@ -1,29 +1,77 @@
 """structlog, configured once per process for the API and the worker.
 
 JSON lines in production, a readable console renderer in development. Standard-library loggers
-(uvicorn, gunicorn, arq, asyncpg, httpx) are routed through the same processors.
+(uvicorn, gunicorn, arq, asyncpg, httpx, sqlalchemy) are routed through the same processors, so a
+line from uvicorn and a line from Keel carry the same fields (request_id, trace_id, timestamp).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
+from opentelemetry import trace
 
-from keel.settings import Settings
+from keel.settings import Environment, Settings
+
+
+def add_trace_context(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """trace_id/span_id of the current span, when one is being recorded (tracing is on).
+
+    Without tracing the current span is the invalid no-op span: one contextvar read, no fields.
+    """
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event_dict.setdefault("trace_id", format(context.trace_id, "032x"))
+        event_dict.setdefault("span_id", format(context.span_id, "016x"))
+    return event_dict
+
 
 _SHARED_PROCESSORS: list[structlog.types.Processor] = [
     structlog.contextvars.merge_contextvars,
+    add_trace_context,
     structlog.processors.add_log_level,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
 ]
 
 # Chatty libraries stay at WARNING; their errors still come through.
 _QUIET_LOGGERS = ("uvicorn.access", "httpx", "httpcore", "asyncio")
+# Loggers that libraries give handlers of their own: strip them, let records reach the root.
+_ROUTED_LOGGERS = (
+    "uvicorn",
+    "uvicorn.error",
+    "gunicorn.error",
+    "gunicorn.access",
+    "arq",
+    "alembic",
+    "sqlalchemy",
+    "asyncpg",
+    "httpx",
+)
+
+_configured: tuple[bool, str, bool] | None = None
 
 
-def configure_logging(settings: Settings) -> None:
+def configure_logging(settings: Settings, *, force: bool = False) -> None:
+    """Configure structlog and the stdlib root logger; a no-op when already configured alike.
+
+    API and worker both call it at start; calling it again with the same output settings (the
+    tests build many apps) changes nothing.
+    """
+    global _configured
+    # Tests capture structlog output with `structlog.testing.capture_logs`, which only works on
+    # loggers that were not cached on first use.
+    cache = settings.environment is not Environment.TEST
+    key = (settings.log_as_json, settings.log_level, cache)
+    if _configured == key and not force:
+        return
+    _configured = key
+
     renderer: structlog.types.Processor
     if settings.log_as_json:
         renderer = structlog.processors.JSONRenderer()
@@ -43,20 +91,24 @@ def configure_logging(settings: Settings) -> None:
         ),
         # Our own lines skip the stdlib logging machinery: ~11 us a line instead of ~29 us.
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=cache,
     )
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*_SHARED_PROCESSORS, structlog.stdlib.add_logger_name],
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
         )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
-    for name in ("uvicorn", "uvicorn.error", "gunicorn.error", "arq", "alembic"):
+    for name in _ROUTED_LOGGERS:
         named = logging.getLogger(name)
         named.handlers[:] = []
         named.propagate = True

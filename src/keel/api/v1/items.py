@@ -1,0 +1,135 @@
+"""`/api/v1/items`: the caller's items, with conditional requests and keyset pagination."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response, status
+
+from keel.api.deps import AppSettings, CacheDep, CurrentUser, Db
+from keel.api.v1.conditional import expected_versions, not_modified, validators
+from keel.api.v1.openapi import problems
+from keel.items import service as items_service
+from keel.items.schemas import ItemCreate, ItemRead, ItemSort, ItemStats, ItemUpdate
+from keel.pagination import Page
+
+router = APIRouter(prefix="/items", tags=["items"])
+
+_VALIDATOR_HEADERS: dict[str, Any] = {
+    "ETag": {"schema": {"type": "string"}, "description": "Strong entity tag"},
+    "Last-Modified": {"schema": {"type": "string"}},
+}
+IfMatch = Annotated[
+    str | None,
+    Header(description="ETag from a previous read; the write fails with 412 if it changed"),
+]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    operation_id="create_item",
+    responses=problems(400, 401, 422),
+)
+async def create_item(
+    body: ItemCreate,
+    user: CurrentUser,
+    db: Db,
+    cache: CacheDep,
+    request: Request,
+    response: Response,
+) -> ItemRead:
+    item = await items_service.create_item(db, user, body, cache=cache)
+    response.headers.update(validators(item))
+    response.headers["Location"] = str(request.url_for("get_item", item_id=item.id))
+    return ItemRead.model_validate(item)
+
+
+@router.get("", operation_id="list_items", responses=problems(400, 401, 422))
+async def list_items(
+    user: CurrentUser,
+    db: Db,
+    settings: AppSettings,
+    limit: Annotated[int | None, Query(ge=1, description="Capped by PAGE_MAX_LIMIT")] = None,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    sort: ItemSort = "-created_at",
+    done: bool | None = None,
+) -> Page[ItemRead]:
+    """The caller's items. Pass `next_cursor` back as `cursor` with the same `sort`/`done`."""
+    page = await items_service.list_items(
+        db, settings, user, limit=limit, cursor=cursor, sort=sort, done=done
+    )
+    return Page[ItemRead](
+        items=[ItemRead.model_validate(item) for item in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.get("/stats", operation_id="item_stats", responses=problems(401))
+async def item_stats(
+    user: CurrentUser, db: Db, cache: CacheDep, settings: AppSettings
+) -> ItemStats:
+    """Counts of the caller's items. Cached for CACHE_TTL_SECONDS, refreshed by every write.
+    (Declared before `/{item_id}`, which would otherwise take "stats" for an id.)"""
+    return await items_service.item_stats(db, cache, settings, user)
+
+
+@router.get(
+    "/{item_id}",
+    operation_id="get_item",
+    response_model=ItemRead,
+    responses={
+        200: {"headers": _VALIDATOR_HEADERS},
+        304: {"description": "Not Modified: the client's copy (If-None-Match) is current"},
+        **problems(401, 404, 422),
+    },
+)
+async def get_item(
+    item_id: uuid.UUID,
+    user: CurrentUser,
+    db: Db,
+    response: Response,
+    if_none_match: Annotated[str | None, Header()] = None,
+    if_modified_since: Annotated[str | None, Header()] = None,
+) -> ItemRead | Response:
+    item = await items_service.get_item(db, user, item_id)
+    headers = validators(item)
+    if not_modified(item, if_none_match, if_modified_since):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    response.headers.update(headers)
+    return ItemRead.model_validate(item)
+
+
+@router.patch(
+    "/{item_id}",
+    operation_id="update_item",
+    responses={200: {"headers": _VALIDATOR_HEADERS}, **problems(400, 401, 404, 412, 422)},
+)
+async def update_item(
+    item_id: uuid.UUID,
+    body: ItemUpdate,
+    user: CurrentUser,
+    db: Db,
+    cache: CacheDep,
+    response: Response,
+    if_match: IfMatch = None,
+) -> ItemRead:
+    item = await items_service.update_item(
+        db, user, item_id, body, expected_versions(if_match, item_id), cache=cache
+    )
+    response.headers.update(validators(item))
+    return ItemRead.model_validate(item)
+
+
+@router.delete(
+    "/{item_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    operation_id="delete_item",
+    responses=problems(401, 404, 412, 422),
+)
+async def delete_item(
+    item_id: uuid.UUID, user: CurrentUser, db: Db, cache: CacheDep, if_match: IfMatch = None
+) -> None:
+    await items_service.delete_item(
+        db, user, item_id, expected_versions(if_match, item_id), cache=cache
+    )

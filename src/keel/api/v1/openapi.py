@@ -1,0 +1,49 @@
+"""OpenAPI `responses` for problem+json errors: every status an operation returns is documented."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, as rendered by `keel.api.problems`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    request_id: str | None = None
+
+
+_PROBLEM_SCHEMA = Problem.model_json_schema()
+_DESCRIPTIONS = {
+    400: "Malformed request (invalid JSON body, invalid cursor)",
+    401: "Missing, invalid, expired or revoked credentials",
+    403: "Authenticated, but not allowed (administrators only)",
+    404: "Not found, or not visible to the caller",
+    409: "Conflicts with existing data",
+    412: "If-Match does not match the current ETag",
+    422: "Validation failed",
+    503: "A dependency (PostgreSQL, Redis) is unavailable; retry after Retry-After",
+}
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` entries for these statuses (503 is always included: every route has a DB)."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in sorted({*statuses, 503}):
+        entry: dict[str, Any] = {
+            "description": _DESCRIPTIONS[status],
+            "content": {"application/problem+json": {"schema": _PROBLEM_SCHEMA}},
+        }
+        if status == 401:
+            entry["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
+        if status == 503:
+            entry["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
+        responses[status] = entry
+    return responses

@@ -1,0 +1,69 @@
+"""`/api/v1/users/me` and `/api/v1/admin/users`: the caller's account, and administration."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from keel.api.deps import AdminUser, AppSettings, CurrentUser, Db, RedisDep
+from keel.api.v1.openapi import problems
+from keel.pagination import Page
+from keel.users import service as users_service
+from keel.users.schemas import PasswordChange, UserRead, UserUpdate
+
+router = APIRouter(prefix="/users", tags=["users"])
+admin_router = APIRouter(prefix="/admin/users", tags=["admin"])
+
+
+@router.get("/me", operation_id="get_me", responses=problems(401, 404))
+async def get_me(user: CurrentUser, db: Db) -> UserRead:
+    return UserRead.model_validate(await users_service.get_me(db, user))
+
+
+@router.patch("/me", operation_id="update_me", responses=problems(400, 401, 404, 409, 422))
+async def update_me(body: UserUpdate, user: CurrentUser, db: Db) -> UserRead:
+    """Change `email` and/or `full_name`; an email in use by another account is a 409."""
+    return UserRead.model_validate(await users_service.update_me(db, user, body))
+
+
+@router.post(
+    "/me/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    operation_id="change_password",
+    responses=problems(400, 401, 404, 422),
+)
+async def change_password(
+    body: PasswordChange, user: CurrentUser, db: Db, redis: RedisDep, settings: AppSettings
+) -> None:
+    """Set a new password; every other session of the account is logged out."""
+    await users_service.change_password(db, redis, settings, user, body)
+
+
+@admin_router.get("", operation_id="list_users", responses=problems(400, 401, 403, 422))
+async def list_users(
+    admin: AdminUser,
+    db: Db,
+    settings: AppSettings,
+    limit: Annotated[int | None, Query(ge=1, description="Capped by PAGE_MAX_LIMIT")] = None,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> Page[UserRead]:
+    """Every account, oldest first, keyset-paginated."""
+    page = await users_service.list_users(db, settings, admin, limit=limit, cursor=cursor)
+    return Page[UserRead](
+        items=[UserRead.model_validate(user) for user in page.items], next_cursor=page.next_cursor
+    )
+
+
+@admin_router.post(
+    "/{user_id}/deactivate",
+    operation_id="deactivate_user",
+    responses=problems(401, 403, 404, 409, 422),
+)
+async def deactivate_user(
+    user_id: uuid.UUID, admin: AdminUser, db: Db, redis: RedisDep, settings: AppSettings
+) -> UserRead:
+    """Deactivate an account; its access and refresh tokens stop working at once."""
+    user = await users_service.deactivate_user(db, redis, settings, admin, user_id)
+    return UserRead.model_validate(user)

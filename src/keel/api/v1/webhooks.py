@@ -1,0 +1,181 @@
+"""`/api/v1/webhooks`: the caller's webhook endpoints, their deliveries, redelivery."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from keel.api.deps import AppSettings, CurrentUser, Db, RedisDep
+from keel.api.v1.openapi import problems
+from keel.pagination import Page
+from keel.webhooks import service as webhooks_service
+from keel.webhooks.repository import Endpoint, EndpointSecret
+from keel.webhooks.schemas import (
+    AttemptRead,
+    DeliveryAccepted,
+    DeliveryDetail,
+    DeliveryRead,
+    DeliveryStatus,
+    EndpointCreate,
+    EndpointRead,
+    EndpointUpdate,
+    EndpointWithSecret,
+)
+
+router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+
+Limit = Annotated[int | None, Query(ge=1, description="Capped by PAGE_MAX_LIMIT")]
+Cursor = Annotated[str | None, Query(max_length=512)]
+
+
+def _with_secret(created: EndpointSecret) -> EndpointWithSecret:
+    return EndpointWithSecret(
+        **EndpointRead.model_validate(created.endpoint).model_dump(), secret=created.secret
+    )
+
+
+def _read(endpoint: Endpoint) -> EndpointRead:
+    return EndpointRead.model_validate(endpoint)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    operation_id="create_webhook_endpoint",
+    responses=problems(400, 401, 422),
+)
+async def create_endpoint(
+    body: EndpointCreate, user: CurrentUser, db: Db, settings: AppSettings
+) -> EndpointWithSecret:
+    """Register an endpoint. The URL must not lead to a private or internal address; the
+    signing secret is in this answer only (rotate it to get a new one)."""
+    return _with_secret(await webhooks_service.create_endpoint(db, settings, user, body))
+
+
+@router.get("", operation_id="list_webhook_endpoints", responses=problems(400, 401, 422))
+async def list_endpoints(
+    user: CurrentUser, db: Db, settings: AppSettings, limit: Limit = None, cursor: Cursor = None
+) -> Page[EndpointRead]:
+    page = await webhooks_service.list_endpoints(db, settings, user, limit=limit, cursor=cursor)
+    return Page[EndpointRead](items=[_read(e) for e in page.items], next_cursor=page.next_cursor)
+
+
+@router.get(
+    "/{endpoint_id}", operation_id="get_webhook_endpoint", responses=problems(401, 404, 422)
+)
+async def get_endpoint(endpoint_id: uuid.UUID, user: CurrentUser, db: Db) -> EndpointRead:
+    return _read(await webhooks_service.get_endpoint(db, user, endpoint_id))
+
+
+@router.patch(
+    "/{endpoint_id}",
+    operation_id="update_webhook_endpoint",
+    responses=problems(400, 401, 404, 422),
+)
+async def update_endpoint(
+    endpoint_id: uuid.UUID,
+    body: EndpointUpdate,
+    user: CurrentUser,
+    db: Db,
+    settings: AppSettings,
+) -> EndpointRead:
+    return _read(await webhooks_service.update_endpoint(db, settings, user, endpoint_id, body))
+
+
+@router.delete(
+    "/{endpoint_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    operation_id="delete_webhook_endpoint",
+    responses=problems(401, 404, 422),
+)
+async def delete_endpoint(endpoint_id: uuid.UUID, user: CurrentUser, db: Db) -> None:
+    await webhooks_service.delete_endpoint(db, user, endpoint_id)
+
+
+@router.post(
+    "/{endpoint_id}/rotate-secret",
+    operation_id="rotate_webhook_secret",
+    responses=problems(401, 404, 422),
+)
+async def rotate_secret(
+    endpoint_id: uuid.UUID, user: CurrentUser, db: Db, settings: AppSettings
+) -> EndpointWithSecret:
+    """A new secret, shown once. The previous one keeps signing as a second signature for
+    WEBHOOK_SECRET_ROTATION_GRACE_SECONDS, so receivers can switch without dropping requests."""
+    return _with_secret(await webhooks_service.rotate_secret(db, settings, user, endpoint_id))
+
+
+@router.post(
+    "/{endpoint_id}/ping",
+    status_code=status.HTTP_202_ACCEPTED,
+    operation_id="ping_webhook_endpoint",
+    responses=problems(401, 404, 422),
+)
+async def ping_endpoint(
+    endpoint_id: uuid.UUID, user: CurrentUser, db: Db, redis: RedisDep, settings: AppSettings
+) -> DeliveryAccepted:
+    """Queue a `webhook.ping` delivery to check the receiver; follow it at /api/v1/jobs/{id}."""
+    delivery_id, job_id = await webhooks_service.ping(db, redis, settings, user, endpoint_id)
+    return DeliveryAccepted(delivery_id=delivery_id, job_id=job_id)
+
+
+@router.get(
+    "/{endpoint_id}/deliveries",
+    operation_id="list_webhook_deliveries",
+    responses=problems(400, 401, 404, 422),
+)
+async def list_deliveries(
+    endpoint_id: uuid.UUID,
+    user: CurrentUser,
+    db: Db,
+    settings: AppSettings,
+    delivery_status: Annotated[DeliveryStatus | None, Query(alias="status")] = None,
+    limit: Limit = None,
+    cursor: Cursor = None,
+) -> Page[DeliveryRead]:
+    """Newest first, with status, attempts and the last error."""
+    page = await webhooks_service.list_deliveries(
+        db, settings, user, endpoint_id, status=delivery_status, limit=limit, cursor=cursor
+    )
+    return Page[DeliveryRead](
+        items=[DeliveryRead.model_validate(d) for d in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.get(
+    "/{endpoint_id}/deliveries/{delivery_id}",
+    operation_id="get_webhook_delivery",
+    responses=problems(401, 404, 422),
+)
+async def get_delivery(
+    endpoint_id: uuid.UUID, delivery_id: uuid.UUID, user: CurrentUser, db: Db
+) -> DeliveryDetail:
+    """One delivery with its payload and every attempt (status code, duration, error)."""
+    delivery, attempts = await webhooks_service.get_delivery(db, user, endpoint_id, delivery_id)
+    return DeliveryDetail(
+        **DeliveryRead.model_validate(delivery).model_dump(),
+        payload=delivery.payload,
+        attempt_log=[AttemptRead.model_validate(a) for a in attempts],
+    )
+
+
+@router.post(
+    "/{endpoint_id}/deliveries/{delivery_id}/redeliver",
+    status_code=status.HTTP_202_ACCEPTED,
+    operation_id="redeliver_webhook",
+    responses=problems(401, 404, 409, 422),
+)
+async def redeliver(
+    endpoint_id: uuid.UUID,
+    delivery_id: uuid.UUID,
+    user: CurrentUser,
+    db: Db,
+    redis: RedisDep,
+    settings: AppSettings,
+) -> DeliveryAccepted:
+    """Send a succeeded or failed delivery again, with the same Webhook-Id (409 while it is
+    still pending)."""
+    job_id = await webhooks_service.redeliver(db, redis, settings, user, endpoint_id, delivery_id)
+    return DeliveryAccepted(delivery_id=delivery_id, job_id=job_id)

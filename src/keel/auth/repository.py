@@ -1,0 +1,141 @@
+"""Every SQL statement about sessions and refresh tokens. Timestamps come from PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    valid: bool  # not revoked and its user is active
+    is_admin: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshTokenRow:
+    id: uuid.UUID
+    session_id: uuid.UUID
+    user_id: uuid.UUID
+    used_at: datetime | None
+    expired: bool
+    session_revoked: bool
+    user_is_active: bool
+    user_is_admin: bool
+
+
+async def session_state(
+    db: asyncpg.Connection, session_id: uuid.UUID, user_id: uuid.UUID
+) -> SessionRow | None:
+    row = await db.fetchrow(
+        """
+        SELECT s.revoked_at IS NULL AND u.is_active AS valid, u.is_admin
+        FROM auth_sessions AS s JOIN users AS u ON u.id = s.user_id
+        WHERE s.id = $1 AND s.user_id = $2
+        """,
+        session_id,
+        user_id,
+    )
+    return None if row is None else SessionRow(**row)
+
+
+async def create_session(
+    db: asyncpg.Connection, user_id: uuid.UUID, token_hash: bytes, ttl_seconds: int
+) -> uuid.UUID:
+    """A new session with its first refresh token, in one round trip."""
+    session_id: uuid.UUID = await db.fetchval(
+        """
+        WITH session AS (
+            INSERT INTO auth_sessions (user_id) VALUES ($1) RETURNING id
+        )
+        INSERT INTO refresh_tokens (session_id, token_hash, expires_at)
+        SELECT id, $2, now() + make_interval(secs => $3) FROM session
+        RETURNING session_id
+        """,
+        user_id,
+        token_hash,
+        float(ttl_seconds),
+    )
+    return session_id
+
+
+async def find_refresh_token_for_update(
+    db: asyncpg.Connection, token_hash: bytes
+) -> RefreshTokenRow | None:
+    """Locks the token row: two refreshes with one token are serialized, the second sees it used."""
+    row = await db.fetchrow(
+        """
+        SELECT t.id, t.session_id, s.user_id, t.used_at,
+               t.expires_at <= now() AS expired,
+               s.revoked_at IS NOT NULL AS session_revoked,
+               u.is_active AS user_is_active, u.is_admin AS user_is_admin
+        FROM refresh_tokens AS t
+        JOIN auth_sessions AS s ON s.id = t.session_id
+        JOIN users AS u ON u.id = s.user_id
+        WHERE t.token_hash = $1
+        FOR UPDATE OF t
+        """,
+        token_hash,
+    )
+    return None if row is None else RefreshTokenRow(**row)
+
+
+async def rotate_refresh_token(
+    db: asyncpg.Connection,
+    used_token_id: uuid.UUID,
+    session_id: uuid.UUID,
+    new_token_hash: bytes,
+    ttl_seconds: int,
+) -> None:
+    """Mark the presented token used and add its successor, in one round trip."""
+    await db.execute(
+        """
+        WITH used AS (
+            UPDATE refresh_tokens SET used_at = now() WHERE id = $1
+        )
+        INSERT INTO refresh_tokens (session_id, token_hash, expires_at)
+        VALUES ($2, $3, now() + make_interval(secs => $4))
+        """,
+        used_token_id,
+        session_id,
+        new_token_hash,
+        float(ttl_seconds),
+    )
+
+
+async def revoke_session(
+    db: asyncpg.Connection, session_id: uuid.UUID, reason: str
+) -> list[uuid.UUID]:
+    rows = await db.fetch(
+        """
+        UPDATE auth_sessions SET revoked_at = now(), revoked_reason = $2
+        WHERE id = $1 AND revoked_at IS NULL
+        RETURNING id
+        """,
+        session_id,
+        reason,
+    )
+    return [row["id"] for row in rows]
+
+
+async def revoke_user_sessions(
+    db: asyncpg.Connection,
+    user_id: uuid.UUID,
+    reason: str,
+    keep_session_id: uuid.UUID | None = None,
+) -> list[uuid.UUID]:
+    """Revoke every live session of a user, except `keep_session_id`; returns the revoked ids."""
+    rows = await db.fetch(
+        """
+        UPDATE auth_sessions SET revoked_at = now(), revoked_reason = $2
+        WHERE user_id = $1 AND revoked_at IS NULL AND id IS DISTINCT FROM $3
+        RETURNING id
+        """,
+        user_id,
+        reason,
+        keep_session_id,
+    )
+    return [row["id"] for row in rows]

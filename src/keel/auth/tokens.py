@@ -1,0 +1,71 @@
+"""Access tokens: short-lived JWTs, verified with one allowed algorithm and required claims.
+
+Claims: `sub` (user id), `sid` (the session, i.e. the refresh-token family), `iat`, `nbf`,
+`exp`, `iss`, `aud`, `jti`. The header carries `typ: at+jwt` (RFC 9068) and the check refuses
+any other type, so no other JWT signed with the same key passes as an access token.
+Whether the session is still valid is a separate check (`keel.auth.sessions`).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+
+import jwt
+
+from keel.auth.keys import load_keys
+from keel.errors import Unauthorized
+from keel.settings import Settings
+
+ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105
+REQUIRED_CLAIMS = ["exp", "iat", "sub", "iss", "aud", "sid"]
+INVALID_TOKEN = "The access token is invalid or has expired."  # noqa: S105
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+
+
+def issue_access_token(
+    settings: Settings, user_id: uuid.UUID, session_id: uuid.UUID, now: int | None = None
+) -> str:
+    issued_at = int(time.time()) if now is None else now
+    keys = load_keys(*settings.jwt_key_source)
+    payload = {
+        "sub": str(user_id),
+        "sid": str(session_id),
+        "iat": issued_at,
+        "nbf": issued_at,
+        "exp": issued_at + settings.access_token_ttl_seconds,
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "jti": secrets.token_urlsafe(12),
+    }
+    return jwt.encode(
+        payload, keys.signing_key, algorithm=keys.algorithm, headers={"typ": ACCESS_TOKEN_TYPE}
+    )
+
+
+def decode_access_token(settings: Settings, token: str) -> AccessClaims:
+    """Verify signature, algorithm, type and claims; any failure is the same 401."""
+    keys = load_keys(*settings.jwt_key_source)
+    try:
+        header = jwt.get_unverified_header(token)
+        if header.get("typ") != ACCESS_TOKEN_TYPE:
+            raise Unauthorized(INVALID_TOKEN)
+        claims = jwt.decode(
+            token,
+            keys.verifying_key,
+            algorithms=[keys.algorithm],  # the allow-list: exactly the configured algorithm
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            leeway=settings.jwt_leeway_seconds,
+            options={"require": REQUIRED_CLAIMS, "verify_signature": True},
+        )
+        return AccessClaims(uuid.UUID(claims["sub"]), uuid.UUID(claims["sid"]))
+    except (jwt.InvalidTokenError, ValueError, TypeError, AttributeError) as error:
+        raise Unauthorized(INVALID_TOKEN) from error

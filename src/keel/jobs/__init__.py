@@ -1,0 +1,1 @@
+"""Job plumbing shared by every domain: ownership of jobs, status for their owners, metrics."""

@@ -1,0 +1,80 @@
+"""Access log: one structured line per request, and nothing a client would not want logged.
+
+Fields: method, route (template), path (without the query string, which may carry tokens),
+status, duration_ms, request_id, client, user_id (when the auth dependency bound one) and, with
+tracing on, trace_id/span_id (added by the logging processors). Never headers, cookies, query
+strings or bodies.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from keel.middleware._asgi import route_template
+
+
+class AccessLogMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        skip_paths: Iterable[str] = (),
+        skip_sample_rate: float = 0.0,
+        logger: Any = None,
+    ) -> None:
+        self.app = app
+        self.skip_paths = frozenset(skip_paths)
+        self.skip_sample_rate = skip_sample_rate
+        self.logger = logger if logger is not None else structlog.get_logger("keel.access")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        started = time.perf_counter()
+        status = 500  # what the server answers if the app raises before responding
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            if self._should_log(scope["path"], status):
+                self._log(scope, status, time.perf_counter() - started)
+
+    def _should_log(self, path: str, status: int) -> bool:
+        if path not in self.skip_paths or status >= 400:
+            return True
+        # Health and metrics endpoints: a sample (0.0 = none), but their failures always.
+        return self.skip_sample_rate > 0 and random.random() < self.skip_sample_rate  # noqa: S311
+
+    def _log(self, scope: Scope, status: int, seconds: float) -> None:
+        state = scope.get("state") or {}
+        client = scope.get("client")
+        fields: dict[str, Any] = {
+            "method": scope["method"],
+            "route": route_template(scope),
+            "path": scope["path"],
+            "status": status,
+            "duration_ms": round(seconds * 1000, 3),
+            "request_id": state.get("request_id"),
+            "client": client[0] if client else None,
+        }
+        user_id = state.get("user_id")
+        if user_id is not None:
+            fields["user_id"] = user_id
+        if status >= 500:
+            self.logger.error("request", **fields)
+        else:
+            self.logger.info("request", **fields)

@@ -1,0 +1,60 @@
+"""Unhandled exceptions become a 500 problem here, and the connection stays open.
+
+Starlette's ServerErrorMiddleware renders its 500 and then re-raises into the server; uvicorn
+then closes the socket, so every other request pipelined or kept alive on that connection fails
+(measured). This layer sits just outside the exception handlers: it logs the traceback with the
+request id bound, records it on the trace span, answers with the generic 500 problem (which
+still passes through every header, metrics and logging layer above it) and returns normally.
+
+If the response had already started, nothing can be said to the client any more: the exception
+is re-raised and the server cuts the connection, which is the only honest signal left.
+"""
+
+from __future__ import annotations
+
+import structlog
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from keel.api.problems import unhandled_error_response
+
+log = structlog.get_logger("keel.errors")
+
+
+class UnhandledErrorMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        started = False
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking)
+        except Exception as exc:
+            log.error(
+                "unhandled exception",
+                method=scope["method"],
+                path=scope["path"],
+                response_started=started,
+                exc_info=exc,
+            )
+            span = trace.get_current_span()
+            if span.is_recording():
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            if started:
+                raise
+            response = unhandled_error_response(Request(scope, receive))
+            await response(scope, receive, send)

@@ -1,0 +1,1 @@
+"""Accounts: registration, profile, password change, admin listing and deactivation."""

@@ -1,0 +1,134 @@
+"""Account rules. Each function takes the connection, the acting user and what else it needs."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import asyncpg
+from redis.asyncio import Redis
+
+from keel.auth import repository as auth_repo
+from keel.auth.passwords import check_password_policy, hash_password, verify_password
+from keel.auth.service import Principal, normalize_email, revoke_sessions
+from keel.errors import Conflict, Forbidden, NotFound, Unprocessable
+from keel.pagination import Slice, clamp_limit, decode_cursor, slice_rows
+from keel.settings import Settings
+from keel.users import repository as users_repo
+from keel.users.repository import EMAIL_TAKEN, User
+from keel.users.schemas import PasswordChange, UserCreate, UserUpdate
+
+USERS_SCOPE = "users:created_at"
+
+
+def require_admin(actor: Principal) -> None:
+    if not actor.is_admin:
+        raise Forbidden("This operation needs an administrator.")
+
+
+async def register(db: asyncpg.Connection, settings: Settings, data: UserCreate) -> User:
+    email = normalize_email(data.email)
+    check_password_policy(settings, data.password, email=email)
+    password_hash = await hash_password(settings, data.password)
+    user = await users_repo.insert(db, email, password_hash, data.full_name)
+    if user is None:
+        raise Conflict(EMAIL_TAKEN)
+    return user
+
+
+async def get_me(db: asyncpg.Connection, actor: Principal) -> User:
+    user = await users_repo.get(db, actor.user_id)
+    if user is None:  # deleted behind a still-cached session
+        raise NotFound("The account no longer exists.")
+    return user
+
+
+async def update_me(db: asyncpg.Connection, actor: Principal, changes: UserUpdate) -> User:
+    fields = changes.model_fields_set
+    user = await users_repo.update_profile(
+        db,
+        actor.user_id,
+        set_email="email" in fields,
+        email=normalize_email(changes.email) if changes.email else None,
+        set_full_name="full_name" in fields,
+        full_name=changes.full_name,
+    )
+    if user is None:
+        raise NotFound("The account no longer exists.")
+    return user
+
+
+async def change_password(
+    db: asyncpg.Connection,
+    redis: Redis,
+    settings: Settings,
+    actor: Principal,
+    data: PasswordChange,
+) -> None:
+    """Check the current password, store the new one, revoke every *other* session."""
+    found = await users_repo.credentials(db, actor.user_id)
+    if found is None:
+        raise NotFound("The account no longer exists.")
+    matches, _ = await verify_password(settings, data.current_password, found.password_hash)
+    if not matches:
+        raise Unprocessable(
+            "The current password is incorrect.",
+            errors=[
+                {
+                    "loc": ["body", "current_password"],
+                    "msg": "incorrect password",
+                    "type": "password_mismatch",
+                }
+            ],
+        )
+    user = await users_repo.get(db, actor.user_id)
+    check_password_policy(
+        settings, data.new_password, email=user.email if user else None, field="new_password"
+    )
+    await users_repo.set_password_hash(
+        db, actor.user_id, await hash_password(settings, data.new_password)
+    )
+    revoked = await auth_repo.revoke_user_sessions(
+        db, actor.user_id, "password_change", keep_session_id=actor.session_id
+    )
+    await revoke_sessions(redis, settings, revoked)
+
+
+async def list_users(
+    db: asyncpg.Connection,
+    settings: Settings,
+    actor: Principal,
+    *,
+    limit: int | None,
+    cursor: str | None,
+) -> Slice[User]:
+    require_admin(actor)
+    size = clamp_limit(settings, limit)
+    after: tuple[datetime, uuid.UUID] | None = None
+    if cursor is not None:
+        key = decode_cursor(settings, USERS_SCOPE, cursor)
+        after = (datetime.fromisoformat(key[0]), uuid.UUID(key[1]))
+    rows = await users_repo.list_page(db, size + 1, after)
+    return slice_rows(
+        settings, USERS_SCOPE, rows, size, lambda user: [user.created_at.isoformat(), str(user.id)]
+    )
+
+
+async def deactivate_user(
+    db: asyncpg.Connection,
+    redis: Redis,
+    settings: Settings,
+    actor: Principal,
+    user_id: uuid.UUID,
+) -> User:
+    """Deactivate and revoke every session: the user's access tokens stop working at once."""
+    require_admin(actor)
+    if user_id == actor.user_id:
+        raise Conflict("Administrators cannot deactivate their own account.")
+    user = await users_repo.deactivate(db, user_id)
+    if user is None:
+        raise NotFound("No such user.")
+    await revoke_sessions(
+        redis, settings, await auth_repo.revoke_user_sessions(db, user_id, "deactivated")
+    )
+    return user

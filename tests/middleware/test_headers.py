@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import gzip
+import re
+
+import httpx
+import pytest
+
+from keel.middleware.cache import CacheControlMiddleware
+from keel.middleware.security import API_CSP, DOCS_CSP, SecurityHeadersMiddleware
+from keel.settings import Settings
+from tests.middleware.asgi import call, http_scope, responder
+from tests.middleware.conftest import Edge
+
+MIB = 1024 * 1024
+
+
+async def test_security_headers_on_api_responses_and_errors(edge: Edge) -> None:
+    for response in (
+        await edge.client.get("/livez"),
+        await edge.client.get("/nope"),
+        await edge.client.get("/t/boom"),
+        await edge.client.post("/t/stream", content=b"x" * (MIB + 1)),
+    ):
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["content-security-policy"] == (
+            "default-src 'none'; frame-ancestors 'none'"
+        )
+        assert response.headers["referrer-policy"] == "no-referrer"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert "strict-transport-security" not in response.headers
+
+
+def _csp_allows(csp: str, directive: str, url: str) -> bool:
+    policies = {part.split()[0]: part.split()[1:] for part in csp.split(";") if part.strip()}
+    sources = policies.get(directive, policies.get("default-src", []))
+    if url.startswith("/"):
+        return "'self'" in sources
+    return any(url.startswith(source) for source in sources if source.startswith("https://"))
+
+
+async def test_the_docs_pages_get_a_csp_under_which_they_load(edge: Edge) -> None:
+    for path in ("/docs", "/redoc"):
+        response = await edge.client.get(path)
+        assert response.status_code == 200
+        csp = response.headers["content-security-policy"]
+        assert csp == DOCS_CSP
+        html = response.text
+        scripts = re.findall(r'<script[^>]+src="([^"]+)"', html)
+        styles = re.findall(r'<link[^>]+href="([^"]+)"', html)
+        assert scripts, path
+        for url in scripts:
+            assert _csp_allows(csp, "script-src", url), url
+        for url in styles:
+            directive = "img-src" if "favicon" in url or url.endswith(".png") else "style-src"
+            assert _csp_allows(csp, directive, url), url
+        if re.search(r"<script>(?!\s*</script>)", html):  # an inline bootstrap script
+            assert "'unsafe-inline'" in csp.split("script-src")[1].split(";")[0]
+        assert _csp_allows(csp, "connect-src", "/openapi.json")
+        assert "frame-ancestors 'none'" in csp
+    api = await edge.client.get("/openapi.json")
+    assert api.headers["content-security-policy"] == API_CSP
+
+
+class TestHsts:
+    @pytest.fixture
+    def edge_settings(self, settings: Settings) -> Settings:
+        return settings.model_copy(update={"hsts_enabled": True, "hsts_max_age": 600})
+
+    async def test_hsts_when_enabled(self, edge: Edge) -> None:
+        response = await edge.client.get("/livez")
+        assert response.headers["strict-transport-security"] == "max-age=600; includeSubDomains"
+
+
+async def test_unit_a_response_keeps_its_own_csp() -> None:
+    inner = responder(
+        headers=[(b"content-type", b"text/html"), (b"content-security-policy", b"custom")]
+    )
+    reply = await call(SecurityHeadersMiddleware(inner), http_scope())
+    assert reply.headers("content-security-policy") == ["custom"]
+    assert reply.header("x-content-type-options") == "nosniff"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "expected"),
+    [
+        ("GET", "/t/items/1", {}, "no-cache"),
+        ("GET", "/t/items/1", {"Authorization": "Bearer x"}, "private, no-cache"),
+        ("GET", "/t/items/1", {"Cookie": "a=b"}, "private, no-cache"),
+        ("GET", "/t/public", {}, "public, max-age=60, s-maxage=300"),
+        ("GET", "/t/own-cache-control", {}, "max-age=5"),
+        ("GET", "/nope", {}, "no-store"),
+        ("GET", "/t/boom", {}, "no-store"),
+    ],
+)
+async def test_cache_control_policy(
+    edge: Edge, method: str, path: str, headers: dict[str, str], expected: str
+) -> None:
+    response = await edge.client.request(method, path, headers=headers)
+    assert response.headers["cache-control"] == expected
+
+
+async def test_mutations_are_no_store_and_have_no_vary(edge: Edge) -> None:
+    response = await edge.client.post("/t/echo", json={"id": 1, "name": "a"})
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-store"
+    assert "vary" not in response.headers
+
+
+async def test_vary_on_storable_reads(edge: Edge) -> None:
+    public = await edge.client.get("/t/public")
+    assert public.headers["vary"] == "Authorization, Accept-Encoding"
+    private = await edge.client.get("/t/items/1", headers={"Authorization": "Bearer x"})
+    assert private.headers["vary"] == "Authorization, Accept-Encoding"
+
+
+async def test_gzip_above_the_threshold_with_one_merged_vary(edge: Edge) -> None:
+    large = await edge.client.get("/t/large", headers={"Accept-Encoding": "gzip"})
+    assert large.headers["content-encoding"] == "gzip"
+    assert len(large.json()) == 200  # httpx decodes it
+    assert large.headers.get_list("vary") == ["Accept-Encoding, Authorization"]
+    small = await edge.client.get("/t/items/1", headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in small.headers
+    plain = await edge.client.get("/t/large", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+
+
+async def test_unit_gzip_body_is_really_compressed(edge: Edge) -> None:
+    transport = edge.client._transport
+    assert isinstance(transport, httpx.ASGITransport)
+    request = httpx.Request("GET", "http://testserver/t/large", headers={"Accept-Encoding": "gzip"})
+    response = await transport.handle_async_request(request)
+    raw = b"".join([chunk async for chunk in response.stream])  # type: ignore[union-attr]
+    assert gzip.decompress(raw).startswith(b"[{")
+    assert len(raw) < len(gzip.decompress(raw)) / 5
+
+
+async def test_unit_vary_merges_with_an_existing_one() -> None:
+    inner = responder(headers=[(b"content-type", b"application/json"), (b"vary", b"Origin")])
+    reply = await call(CacheControlMiddleware(inner), http_scope())
+    assert reply.headers("vary") == ["Origin, Authorization, Accept-Encoding"]
