@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from keel.middleware.cache import CacheControlMiddleware
-from keel.middleware.security import API_CSP, DOCS_CSP, SecurityHeadersMiddleware
+from keel.middleware.security import API_CSP, SecurityHeadersMiddleware, docs_csp
 from keel.settings import Settings
 from tests.middleware.asgi import call, http_scope, responder
 from tests.middleware.conftest import Edge
@@ -44,7 +44,7 @@ async def test_the_docs_pages_get_a_csp_under_which_they_load(edge: Edge) -> Non
         response = await edge.client.get(path)
         assert response.status_code == 200
         csp = response.headers["content-security-policy"]
-        assert csp == DOCS_CSP
+        assert csp == docs_csp()
         html = response.text
         scripts = re.findall(r'<script[^>]+src="([^"]+)"', html)
         styles = re.findall(r'<link[^>]+href="([^"]+)"', html)

@@ -2,21 +2,28 @@
 
 Hashing is deliberately slow CPU work (tens of milliseconds with OWASP's parameters): inline in
 `async def` it would stall every other request. argon2-cffi releases the GIL, so
-`asyncio.to_thread` runs it in the loop's default executor (bounded: min(32, CPUs + 4) threads)
-while the loop keeps serving.
+it runs in threads while the loop keeps serving: in its own executor with one thread fewer than
+there are CPUs (at least one), so a burst of logins queues for a core instead of taking every
+core from the event loop (the default executor would run CPUs + 4 hashes at once).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import secrets
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
 from keel.errors import Unprocessable
 from keel.settings import Settings
+
+_T = TypeVar("_T")
 
 PASSWORD_MAX_LENGTH = 128  # bounds the work an attacker can make us do per request
 MIN_DISTINCT_CHARACTERS = 5
@@ -41,8 +48,18 @@ def _dummy_hash(hasher: PasswordHash) -> str:
     return hasher.hash(secrets.token_urlsafe(16))
 
 
+@functools.cache
+def _hashing_executor() -> ThreadPoolExecutor:
+    workers = max(1, (os.cpu_count() or 2) - 1)
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="keel-argon2")
+
+
+async def _in_hashing_thread(function: Callable[..., _T], *args: object) -> _T:
+    return await asyncio.get_running_loop().run_in_executor(_hashing_executor(), function, *args)
+
+
 async def hash_password(settings: Settings, password: str) -> str:
-    return await asyncio.to_thread(password_hasher(settings).hash, password)
+    return await _in_hashing_thread(password_hasher(settings).hash, password)
 
 
 def _verify(
@@ -62,7 +79,7 @@ async def verify_password(
     With `password_hash=None` (unknown user) it verifies against a dummy hash and returns False:
     the caller's answer then takes the same time as for a wrong password.
     """
-    return await asyncio.to_thread(_verify, password_hasher(settings), password, password_hash)
+    return await _in_hashing_thread(_verify, password_hasher(settings), password, password_hash)
 
 
 def check_password_policy(

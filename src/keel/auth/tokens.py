@@ -50,22 +50,50 @@ def issue_access_token(
     )
 
 
+# Tokens this process has verified: signature, type, issuer, audience and the required claims
+# never change for a given token string and key, so each is checked once (~130 us of PyJWT per
+# request here) and only expiry is checked again on later uses. Bounded; emptied when full.
+_VERIFIED_CAPACITY = 10_000
+_verified: dict[tuple[int, str, str, str], tuple[AccessClaims, float]] = {}
+
+
 def decode_access_token(settings: Settings, token: str) -> AccessClaims:
     """Verify signature, algorithm, type and claims; any failure is the same 401."""
     keys = load_keys(*settings.jwt_key_source)
+    # load_keys is cached for the process, so id(keys) names one key configuration.
+    cache_key = (id(keys), settings.jwt_issuer, settings.jwt_audience, token)
+    remembered = _verified.get(cache_key)
+    if remembered is not None:
+        claims, expires_at = remembered
+        # PyJWT's own rule: expired once exp <= now - leeway.
+        if expires_at > time.time() - settings.jwt_leeway_seconds:
+            return claims
+        _verified.pop(cache_key, None)
+        raise Unauthorized(INVALID_TOKEN)
+    claims, expires_at = _verify(settings, keys.verifying_key, keys.algorithm, token)
+    if len(_verified) >= _VERIFIED_CAPACITY:
+        _verified.clear()
+    _verified[cache_key] = (claims, expires_at)
+    return claims
+
+
+def _verify(
+    settings: Settings, verifying_key: object, algorithm: str, token: str
+) -> tuple[AccessClaims, float]:
     try:
         header = jwt.get_unverified_header(token)
         if header.get("typ") != ACCESS_TOKEN_TYPE:
             raise Unauthorized(INVALID_TOKEN)
         claims = jwt.decode(
             token,
-            keys.verifying_key,
-            algorithms=[keys.algorithm],  # the allow-list: exactly the configured algorithm
+            verifying_key,  # type: ignore[arg-type]
+            algorithms=[algorithm],  # the allow-list: exactly the configured algorithm
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,
             leeway=settings.jwt_leeway_seconds,
             options={"require": REQUIRED_CLAIMS, "verify_signature": True},
         )
-        return AccessClaims(uuid.UUID(claims["sub"]), uuid.UUID(claims["sid"]))
+        access = AccessClaims(uuid.UUID(claims["sub"]), uuid.UUID(claims["sid"]))
+        return access, float(claims["exp"])
     except (jwt.InvalidTokenError, ValueError, TypeError, AttributeError) as error:
         raise Unauthorized(INVALID_TOKEN) from error

@@ -2,26 +2,52 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
+from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # JSON needs no sources at all; nobody may frame it.
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
-# Swagger UI and ReDoc as FastAPI serves them: bundles from jsDelivr, an inline bootstrap script,
-# ReDoc's Google fonts, inline styles and blob: web worker, the favicon, and /openapi.json.
-DOCS_CSP = (
-    "default-src 'none'; "
-    "script-src 'self' https://cdn.jsdelivr.net 'unsafe-inline'; "
-    "style-src 'self' https://cdn.jsdelivr.net https://fonts.googleapis.com 'unsafe-inline'; "
-    "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
-    "font-src https://fonts.gstatic.com; "
-    "connect-src 'self'; "
-    "worker-src blob:; "
-    "base-uri 'none'; "
-    "form-action 'none'; "
-    "frame-ancestors 'none'"
-)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _docs_asset_origins() -> tuple[str, str]:
+    """(script/style origin, image origin) of the assets FastAPI's docs pages load by default.
+
+    Read from FastAPI's own defaults rather than written here, so the policy follows FastAPI
+    when it moves its assets; if you self-host them, pass your URLs and tighten this policy.
+    """
+    swagger = inspect.signature(get_swagger_ui_html).parameters
+    scripts = _origin(swagger["swagger_js_url"].default)
+    favicon = _origin(swagger["swagger_favicon_url"].default)
+    return scripts, favicon
+
+
+def docs_csp() -> str:
+    """Swagger UI and ReDoc as FastAPI serves them: bundles from a CDN, an inline bootstrap
+    script, ReDoc's web fonts, inline styles and blob: web worker, the favicon, /openapi.json."""
+    scripts, favicon = _docs_asset_origins()
+    fonts_css = "https://fonts.googleapis.com"
+    fonts = "https://fonts.gstatic.com"
+    return (
+        "default-src 'none'; "
+        f"script-src 'self' {scripts} 'unsafe-inline'; "
+        f"style-src 'self' {scripts} {fonts_css} 'unsafe-inline'; "
+        f"img-src 'self' data: {favicon} https://cdn.redoc.ly; "
+        f"font-src {fonts}; "
+        "connect-src 'self'; "
+        "worker-src blob:; "
+        "base-uri 'none'; "
+        "form-action 'none'; "
+        "frame-ancestors 'none'"
+    )
 
 
 def _headers(csp: str, hsts_max_age: int | None) -> list[tuple[bytes, bytes]]:
@@ -52,7 +78,7 @@ class SecurityHeadersMiddleware:
         self.app = app
         self.docs_paths = frozenset(docs_paths)
         self.api_headers = _headers(API_CSP, hsts_max_age)
-        self.docs_headers = _headers(DOCS_CSP, hsts_max_age)
+        self.docs_headers = _headers(docs_csp(), hsts_max_age)
         self.names = frozenset(name for name, _ in self.api_headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -11,6 +11,8 @@ No false alarms from:
   counts from the moment the watchdog saw the loop running again;
 * a loop that is merely idle but was not scheduled by the OS: if the loop thread sits in the
   selector's `select`, it is waiting for I/O, not blocked;
+* a garbage collection: a full collection of a large heap can take 100+ ms; it is the
+  interpreter's work, not a blocking call in the code under watch, so its time is not counted;
 * a busy machine (Linux): a loop thread that is runnable but not getting a CPU is late without
   being blocked by its own code. So a late loop counts as blocked when its thread is asleep in a
   call (sync I/O, `time.sleep`, a lock: state S/D in /proc) or when it has itself burnt more
@@ -20,6 +22,7 @@ No false alarms from:
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 import threading
 import time
@@ -75,6 +78,9 @@ class LoopBlockDetector:
         self._stat_path: Path | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._gc_started: float | None = None  # monotonic start of the collection under way
+        self._gc_seconds = 0.0  # total time spent in collections since start()
+        self._beat_gc = 0.0  # _gc_seconds at the last heartbeat
 
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Start watching `loop` (default: the running loop). Call from the loop's thread."""
@@ -86,6 +92,7 @@ class LoopBlockDetector:
             self._stat_path.read_bytes()
         except (AttributeError, OSError):  # not Linux: wall-clock lateness alone
             self._cpu_clock = self._stat_path = None
+        gc.callbacks.append(self._on_gc)
         self._beat()
         self._thread = threading.Thread(
             target=self._watch, name="keel-loop-block-detector", daemon=True
@@ -94,6 +101,8 @@ class LoopBlockDetector:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
         if self._handle is not None:
             self._handle.cancel()
         if self._thread is not None:
@@ -103,7 +112,15 @@ class LoopBlockDetector:
         assert self._loop is not None
         self._due = time.monotonic() + self.interval
         self._beat_cpu = time.thread_time()
+        self._beat_gc = self._gc_seconds
         self._handle = self._loop.call_later(self.interval, self._beat)
+
+    def _on_gc(self, phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.monotonic()
+        elif self._gc_started is not None:
+            self._gc_seconds += time.monotonic() - self._gc_started
+            self._gc_started = None
 
     def _watch(self) -> None:
         loop = self._loop
@@ -119,14 +136,17 @@ class LoopBlockDetector:
             if not was_running:
                 was_running = True
                 running_since = now
+            if self._gc_started is not None:
+                continue  # a collection is running: not the code under watch
             due = self._due
-            late = now - max(due, running_since)
+            gc_seconds = self._gc_seconds - self._beat_gc
+            late = now - max(due, running_since) - gc_seconds
             if late <= self.threshold or due == reported_for:
                 continue
             frame = sys._current_frames().get(self._loop_thread or 0)
             if frame is None or _is_idle(frame.f_code.co_filename, frame.f_code.co_name):
                 continue
-            if not self._blocked_by_its_own_code():
+            if not self._blocked_by_its_own_code(gc_seconds):
                 continue
             reported_for = due
             block = LoopBlock(
@@ -136,7 +156,7 @@ class LoopBlockDetector:
             self.blocks.append(block)
             self.on_block(block)
 
-    def _blocked_by_its_own_code(self) -> bool:
+    def _blocked_by_its_own_code(self, gc_seconds: float) -> bool:
         if self._cpu_clock is None or self._stat_path is None:
             return True
         try:
@@ -149,7 +169,7 @@ class LoopBlockDetector:
             return True  # asleep in a call made from the loop: a blocking call
         # Running or runnable: blocked only if it really used the CPU all that time (up to one
         # interval of that may have been legitimate work before the heartbeat was due).
-        return cpu - self._beat_cpu - self.interval > self.threshold
+        return cpu - self._beat_cpu - self.interval - gc_seconds > self.threshold
 
 
 def _log_block(block: LoopBlock) -> None:
