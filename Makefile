@@ -35,12 +35,12 @@ test: $(BIN)/.synced ## the whole suite against real PostgreSQL and Redis (TEST_
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(BIN)/.synced ## ruff format --check + ruff check
-	$(BIN)/ruff format --check src tests migrations bench
-	$(BIN)/ruff check src tests migrations bench
+	$(BIN)/ruff format --check src tests migrations bench scripts
+	$(BIN)/ruff check src tests migrations bench scripts
 
 format: $(BIN)/.synced ## apply ruff format and autofixes
-	$(BIN)/ruff format src tests migrations bench
-	$(BIN)/ruff check --fix src tests migrations bench
+	$(BIN)/ruff format src tests migrations bench scripts
+	$(BIN)/ruff check --fix src tests migrations bench scripts
 
 typecheck: $(BIN)/.synced ## mypy --strict over src and tests
 	$(BIN)/mypy
@@ -61,6 +61,12 @@ lock-check: $(UV) ## fail when the lock files are stale against pyproject.toml
 
 migrate: $(BIN)/.synced ## alembic upgrade head against DATABASE_URL
 	$(BIN)/keel migrate
+
+bench: $(BIN)/.synced ## every benchmark vs its reference -> bench/results/ (BENCH_QUICK=1: < 5 min)
+	$(BIN)/python -m bench.run
+
+contract: $(BIN)/.synced ## schemathesis CLI vs a running `make dev` (CONTRACT_URL, default http://127.0.0.1:8000)
+	$(BIN)/python scripts/contract.py $(CONTRACT_ARGS)
 
 clean: ## remove the virtualenvs and caches (embedded dev data in .keel/ is kept)
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

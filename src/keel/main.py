@@ -124,6 +124,7 @@ def create_app(
         docs_url="/docs" if settings.docs_on else None,
         redoc_url="/redoc" if settings.docs_on else None,
         openapi_url="/openapi.json" if settings.docs_on else None,
+        servers=[{"url": str(url).rstrip("/")} for url in settings.openapi_servers] or None,
         # Native telemetry stays off: tracing is wired explicitly (opentelemetry-instrumentation-
         # fastapi, keel.observability.tracing). With it on, a global SDK provider would make
         # FastAPI emit a second SERVER span for every request (tested).

@@ -249,6 +249,17 @@ class Settings(BaseSettings):
     # transaction may stay open, so a value read before its commit is never stored.
     cache_invalidation_hold_seconds: float = Field(default=5.0, ge=0)
 
+    # --- Contract ---
+    # The OpenAPI document's `servers` (comma-separated base URLs, e.g.
+    # "https://api.example.com,https://staging-api.example.com"); empty: none listed, and
+    # clients resolve paths against wherever they fetched the document.
+    openapi_servers: Annotated[list[AnyHttpUrl], NoDecode] = Field(default_factory=list)
+
+    @field_validator("openapi_servers", mode="before")
+    @classmethod
+    def _parse_openapi_servers(cls, value: object) -> object:
+        return _split_csv(value)
+
     @field_validator("rate_limit_exempt_paths", "rate_limit_trusted_proxies", mode="before")
     @classmethod
     def _parse_rate_limit_csv(cls, value: object) -> object:

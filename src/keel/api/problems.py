@@ -10,6 +10,7 @@ import orjson
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import iter_route_contexts
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -96,9 +97,24 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 async def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else None
+    headers = exc.headers
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": _allowed_methods(request)}
     return problem_response(
-        request, exc.status_code, _reason(exc.status_code), detail=detail, headers=exc.headers
+        request, exc.status_code, _reason(exc.status_code), detail=detail, headers=headers
     )
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method of every route on this path (RFC 9110 15.5.6). Starlette names only the
+    first route it tried, and FastAPI has one route per method (found by schemathesis)."""
+    path = request.scope["path"]
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        regex = getattr(route, "path_regex", None)
+        if route.methods and regex is not None and regex.match(path):
+            methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 async def _integrity_error(request: Request, exc: Exception) -> Response:

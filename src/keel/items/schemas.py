@@ -6,17 +6,27 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Description = Annotated[str, StringConstraints(max_length=10_000)]
+from keel.openapi_schemas import NO_NUL, NOT_BLANK, STRIP, partial_update
+
+Title = Annotated[str, Field(min_length=1, max_length=200, pattern=NOT_BLANK), STRIP]
+Description = Annotated[str, Field(max_length=10_000, pattern=NO_NUL)]
 # Each sort is served by an index on (owner_id, <column>, id); "-" means descending.
 ItemSort = Literal["-created_at", "created_at", "title", "-title"]
 
 
 class ItemCreate(BaseModel):
     # strict: `"done": 1` or `"title": 5` are errors, not silently coerced.
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {"title": "Write the release notes", "description": "For 1.4", "done": False}
+            ]
+        },
+    )
 
     title: Title
     description: Description | None = None
@@ -26,7 +36,11 @@ class ItemCreate(BaseModel):
 class ItemUpdate(BaseModel):
     """PATCH: only the fields sent change. `description` may be set to null; the others not."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra=partial_update("title", "done", example={"done": True}),
+    )
 
     title: Title | None = None
     description: Description | None = None
@@ -43,7 +57,23 @@ class ItemUpdate(BaseModel):
 
 
 class ItemRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
+                    "owner_id": "0b9e2a52-5f1e-4bb4-9a47-7c1f3f0d2c11",
+                    "title": "Write the release notes",
+                    "description": "For 1.4",
+                    "done": False,
+                    "version": 1,
+                    "created_at": "2026-01-15T09:30:00Z",
+                    "updated_at": "2026-01-15T09:30:00Z",
+                }
+            ]
+        },
+    )
 
     id: uuid.UUID
     owner_id: uuid.UUID
@@ -57,6 +87,14 @@ class ItemRead(BaseModel):
 
 class ItemStats(BaseModel):
     """The caller's items in numbers (cached; every write to the caller's items refreshes it)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"total": 12, "done": 5, "open": 7, "last_updated_at": "2026-01-15T09:30:00Z"}
+            ]
+        }
+    )
 
     total: int
     done: int

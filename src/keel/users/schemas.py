@@ -6,16 +6,30 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
-FullName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+from keel.openapi_schemas import NOT_BLANK, STRIP, partial_update
+
+FullName = Annotated[str, Field(min_length=1, max_length=200, pattern=NOT_BLANK), STRIP]
 # Length rules live in the password policy (settings-driven, one clear 422 message); this bound
 # only stops absurd bodies before any hashing.
 Password = Annotated[str, Field(min_length=1, max_length=1024)]
 
 
 class UserCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "email": "ada@example.com",
+                    "password": "correct horse battery staple",
+                    "full_name": "Ada Lovelace",
+                }
+            ]
+        },
+    )
 
     email: EmailStr
     password: Password
@@ -25,7 +39,11 @@ class UserCreate(BaseModel):
 class UserUpdate(BaseModel):
     """PATCH /users/me: only the fields sent change; `email` and `full_name` only."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra=partial_update("email", example={"full_name": "Ada Lovelace"}),
+    )
 
     email: EmailStr | None = None
     full_name: FullName | None = None
@@ -40,14 +58,40 @@ class UserUpdate(BaseModel):
 
 
 class PasswordChange(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "current_password": "correct horse battery staple",
+                    "new_password": "a longer passphrase than before",
+                }
+            ]
+        },
+    )
 
     current_password: Password
     new_password: Password
 
 
 class UserRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "0b9e2a52-5f1e-4bb4-9a47-7c1f3f0d2c11",
+                    "email": "ada@example.com",
+                    "full_name": "Ada Lovelace",
+                    "is_active": True,
+                    "is_admin": False,
+                    "created_at": "2026-01-15T09:30:00Z",
+                    "updated_at": "2026-01-15T09:30:00Z",
+                }
+            ]
+        },
+    )
 
     id: uuid.UUID
     email: str

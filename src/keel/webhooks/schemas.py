@@ -6,20 +6,59 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.config import JsonDict
+
+from keel.openapi_schemas import NO_NUL, NOT_BLANK, STRIP, partial_update
 
 # Events a user can subscribe to. `webhook.ping` is sent by the ping operation only.
 EventType = Literal["item.created", "item.updated", "item.deleted"]
 PING_EVENT = "webhook.ping"
 DeliveryStatus = Literal["pending", "succeeded", "failed"]
 
-Url = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2048)]
-Description = Annotated[str, StringConstraints(max_length=500)]
+Url = Annotated[str, Field(min_length=1, max_length=2048, pattern=NOT_BLANK), STRIP]
+Description = Annotated[str, Field(max_length=500, pattern=NO_NUL)]
 Events = Annotated[list[EventType], Field(min_length=1, max_length=16)]
+
+# OpenAPI examples (also the first requests schemathesis sends).
+_ENDPOINT_EXAMPLE: JsonDict = {
+    "id": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
+    "url": "https://hooks.example.com/keel",
+    "events": ["item.created", "item.updated"],
+    "description": "Sync to the CRM",
+    "is_active": True,
+    "created_at": "2026-01-15T09:30:00Z",
+    "updated_at": "2026-01-15T09:30:00Z",
+}
+_DELIVERY_EXAMPLE: JsonDict = {
+    "id": "7d444840-9dc0-11d1-b245-5ffdce74fad2",
+    "endpoint_id": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
+    "event": "item.created",
+    "status": "succeeded",
+    "attempts": 1,
+    "last_status_code": 200,
+    "last_error": None,
+    "next_attempt_at": None,
+    "job_id": "webhook:7d444840-9dc0-11d1-b245-5ffdce74fad2:1",
+    "created_at": "2026-01-15T09:30:00Z",
+    "delivered_at": "2026-01-15T09:30:01Z",
+}
 
 
 class EndpointCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "url": "https://hooks.example.com/keel",
+                    "events": ["item.created", "item.updated"],
+                    "description": "Sync to the CRM",
+                }
+            ]
+        },
+    )
 
     url: Url
     events: Events
@@ -29,7 +68,13 @@ class EndpointCreate(BaseModel):
 class EndpointUpdate(BaseModel):
     """PATCH: only the fields sent change."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra=partial_update(
+            "url", "events", "is_active", example={"is_active": False}
+        ),
+    )
 
     url: Url | None = None
     events: Events | None = None
@@ -47,7 +92,9 @@ class EndpointUpdate(BaseModel):
 
 
 class EndpointRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True, json_schema_extra={"examples": [_ENDPOINT_EXAMPLE]}
+    )
 
     id: uuid.UUID
     url: str
@@ -60,6 +107,12 @@ class EndpointRead(BaseModel):
 
 class EndpointWithSecret(EndpointRead):
     """Returned by create and rotate only: the signing secret is never shown again."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{**_ENDPOINT_EXAMPLE, "secret": "whsec_9mZ2oQ0l3Xb7YtKc4v1RnE8sHdJ6aUwP"}]
+        }
+    )
 
     secret: str = Field(description="Signing secret (whsec_...). Store it now: shown once.")
 
@@ -75,7 +128,9 @@ class AttemptRead(BaseModel):
 
 
 class DeliveryRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True, json_schema_extra={"examples": [_DELIVERY_EXAMPLE]}
+    )
 
     id: uuid.UUID = Field(description="Also the Webhook-Id header: the receiver's dedupe key")
     endpoint_id: uuid.UUID
@@ -91,12 +146,43 @@ class DeliveryRead(BaseModel):
 
 
 class DeliveryDetail(DeliveryRead):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    **_DELIVERY_EXAMPLE,
+                    "payload": {"type": "item.created", "data": {"title": "Write the notes"}},
+                    "attempt_log": [
+                        {
+                            "attempt": 1,
+                            "started_at": "2026-01-15T09:30:00Z",
+                            "duration_ms": 84,
+                            "status_code": 200,
+                            "error": None,
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
     payload: dict[str, object]
     attempt_log: list[AttemptRead]
 
 
 class DeliveryAccepted(BaseModel):
     """202: the delivery is queued; follow it with `GET /api/v1/jobs/{job_id}`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "delivery_id": _DELIVERY_EXAMPLE["id"],
+                    "job_id": _DELIVERY_EXAMPLE["job_id"],
+                }
+            ]
+        }
+    )
 
     delivery_id: uuid.UUID
     job_id: str

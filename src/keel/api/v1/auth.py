@@ -20,6 +20,20 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 
 
 class TokenResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "access_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9...",
+                    "token_type": "bearer",
+                    "expires_in": 900,
+                    "refresh_token": "rt_5JbY1m6xQ0r4Xb8o2bqv1KXrPZ3dWc7f",
+                    "refresh_expires_in": 1209600,
+                }
+            ]
+        }
+    )
+
     access_token: str
     token_type: Literal["bearer"] = "bearer"  # noqa: S105
     expires_in: int = Field(description="Seconds until the access token expires")
@@ -37,7 +51,11 @@ class TokenResponse(BaseModel):
 
 
 class RefreshRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={"examples": [{"refresh_token": "rt_5JbY1m6xQ0r4Xb8o2bqv1KXrPZ3dWc7f"}]},
+    )
 
     refresh_token: str = Field(min_length=1, max_length=256)
 
@@ -46,7 +64,8 @@ class RefreshRequest(BaseModel):
     "/register",
     status_code=status.HTTP_201_CREATED,
     operation_id="register",
-    responses=problems(400, 409, 422),
+    summary="Register an account",
+    responses=problems(400, 413, 409, 422),
 )
 @limit(lambda settings: settings.rate_limit_register)
 async def register(body: UserCreate, db: Db, settings: AppSettings) -> UserRead:
@@ -54,7 +73,21 @@ async def register(body: UserCreate, db: Db, settings: AppSettings) -> UserRead:
     return UserRead.model_validate(await users_service.register(db, settings, body))
 
 
-@router.post("/token", operation_id="login", responses=problems(401, 422))
+@router.post(
+    "/token",
+    operation_id="login",
+    summary="Log in (OAuth2 password flow)",
+    responses=problems(401, 413, 422),
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "example": {"username": "ada@example.com", "password": "correct horse battery"}
+                }
+            }
+        }
+    },
+)
 @limit(lambda settings: settings.rate_limit_login)
 async def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
@@ -68,7 +101,12 @@ async def login(
     return TokenResponse.of(tokens)
 
 
-@router.post("/refresh", operation_id="refresh", responses=problems(400, 401, 422))
+@router.post(
+    "/refresh",
+    operation_id="refresh",
+    summary="Rotate the refresh token",
+    responses=problems(400, 413, 401, 422),
+)
 @limit(lambda settings: settings.rate_limit_refresh)
 async def refresh(
     body: RefreshRequest, database: DatabaseDep, redis: RedisDep, settings: AppSettings
@@ -82,6 +120,7 @@ async def refresh(
     "/logout",
     status_code=status.HTTP_204_NO_CONTENT,
     operation_id="logout",
+    summary="Log out this session",
     responses=problems(401),
 )
 async def logout(user: CurrentUser, db: Db, redis: RedisDep, settings: AppSettings) -> None:

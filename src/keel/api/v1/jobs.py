@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from keel.api.deps import AppSettings, ArqDep, CurrentUser, RedisDep
 from keel.api.v1.openapi import problems
@@ -16,6 +16,24 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 
 class JobRead(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "webhook:7d444840-9dc0-11d1-b245-5ffdce74fad2:1",
+                    "status": "complete",
+                    "function": "deliver_webhook",
+                    "tries": 1,
+                    "enqueued_at": "2026-01-15T09:30:00Z",
+                    "started_at": "2026-01-15T09:30:00Z",
+                    "finished_at": "2026-01-15T09:30:01Z",
+                    "success": True,
+                    "result": {"status": "succeeded"},
+                }
+            ]
+        }
+    )
+
     id: str
     status: Literal["pending", "deferred", "queued", "in_progress", "complete"]
     function: str | None
@@ -30,7 +48,12 @@ class JobRead(BaseModel):
 JobId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9:._\-]+$")]
 
 
-@router.get("/{job_id}", operation_id="get_job", responses=problems(401, 404, 422))
+@router.get(
+    "/{job_id}",
+    operation_id="get_job",
+    summary="Read a background job's status",
+    responses=problems(401, 404, 422),
+)
 async def get_job(
     job_id: JobId, user: CurrentUser, redis: RedisDep, arq: ArqDep, settings: AppSettings
 ) -> JobRead:

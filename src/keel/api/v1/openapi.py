@@ -10,7 +10,21 @@ from pydantic import BaseModel, ConfigDict
 class Problem(BaseModel):
     """RFC 9457 problem details, as rendered by `keel.api.problems`."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "/problems/not-found",
+                    "title": "Not Found",
+                    "status": 404,
+                    "detail": "Item not found.",
+                    "instance": "/api/v1/items/0b9e2a52-5f1e-4bb4-9a47-7c1f3f0d2c11",
+                    "request_id": "4f3c2b1a0e9d8c7b6a5f4e3d2c1b0a99",
+                }
+            ]
+        },
+    )
 
     type: str
     title: str
@@ -28,6 +42,7 @@ _DESCRIPTIONS = {
     404: "Not found, or not visible to the caller",
     409: "Conflicts with existing data",
     412: "If-Match does not match the current ETag",
+    413: "The request body is larger than MAX_BODY_SIZE",
     422: "Validation failed",
     503: "A dependency (PostgreSQL, Redis) is unavailable; retry after Retry-After",
 }
@@ -47,3 +62,18 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
             entry["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
         responses[status] = entry
     return responses
+
+
+def links(resource: str, id_field: str, **operations: str) -> dict[str, dict[str, Any]]:
+    """OpenAPI `links` from a response that carries a resource's id to the operations on it
+    (generated clients and schemathesis' stateful phase follow them: create -> get -> update ->
+    delete). `operations` maps a link name to an operation id; the path parameter is
+    `id_field`, filled from the response body's `id`."""
+    return {
+        name: {
+            "operationId": operation_id,
+            "parameters": {id_field: "$response.body#/id"},
+            "description": f"The {resource} in this response",
+        }
+        for name, operation_id in operations.items()
+    }

@@ -17,12 +17,17 @@ router = APIRouter(prefix="/users", tags=["users"])
 admin_router = APIRouter(prefix="/admin/users", tags=["admin"])
 
 
-@router.get("/me", operation_id="get_me", responses=problems(401, 404))
+@router.get("/me", operation_id="get_me", summary="Read my account", responses=problems(401, 404))
 async def get_me(user: CurrentUser, db: Db) -> UserRead:
     return UserRead.model_validate(await users_service.get_me(db, user))
 
 
-@router.patch("/me", operation_id="update_me", responses=problems(400, 401, 404, 409, 422))
+@router.patch(
+    "/me",
+    operation_id="update_me",
+    summary="Update my account",
+    responses=problems(400, 413, 401, 404, 409, 422),
+)
 async def update_me(body: UserUpdate, user: CurrentUser, db: Db) -> UserRead:
     """Change `email` and/or `full_name`; an email in use by another account is a 409."""
     return UserRead.model_validate(await users_service.update_me(db, user, body))
@@ -32,7 +37,8 @@ async def update_me(body: UserUpdate, user: CurrentUser, db: Db) -> UserRead:
     "/me/password",
     status_code=status.HTTP_204_NO_CONTENT,
     operation_id="change_password",
-    responses=problems(400, 401, 404, 422),
+    summary="Change my password",
+    responses=problems(400, 413, 401, 404, 422),
 )
 async def change_password(
     body: PasswordChange, user: CurrentUser, db: Db, redis: RedisDep, settings: AppSettings
@@ -41,7 +47,12 @@ async def change_password(
     await users_service.change_password(db, redis, settings, user, body)
 
 
-@admin_router.get("", operation_id="list_users", responses=problems(400, 401, 403, 422))
+@admin_router.get(
+    "",
+    operation_id="list_users",
+    summary="List accounts (administrators)",
+    responses=problems(400, 401, 403, 422),
+)
 async def list_users(
     admin: AdminUser,
     db: Db,
@@ -59,6 +70,7 @@ async def list_users(
 @admin_router.post(
     "/{user_id}/deactivate",
     operation_id="deactivate_user",
+    summary="Deactivate an account (administrators)",
     responses=problems(401, 403, 404, 409, 422),
 )
 async def deactivate_user(

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from keel.api.deps import AppSettings, CurrentUser, Db, RedisDep
-from keel.api.v1.openapi import problems
+from keel.api.v1.openapi import links, problems
 from keel.pagination import Page
 from keel.webhooks import service as webhooks_service
 from keel.webhooks.repository import Endpoint, EndpointSecret
@@ -44,7 +44,22 @@ def _read(endpoint: Endpoint) -> EndpointRead:
     "",
     status_code=status.HTTP_201_CREATED,
     operation_id="create_webhook_endpoint",
-    responses=problems(400, 401, 422),
+    summary="Register a webhook endpoint",
+    responses={
+        201: {
+            "links": links(
+                "endpoint",
+                "endpoint_id",
+                GetEndpoint="get_webhook_endpoint",
+                UpdateEndpoint="update_webhook_endpoint",
+                DeleteEndpoint="delete_webhook_endpoint",
+                RotateSecret="rotate_webhook_secret",
+                PingEndpoint="ping_webhook_endpoint",
+                ListDeliveries="list_webhook_deliveries",
+            )
+        },
+        **problems(400, 413, 401, 422),
+    },
 )
 async def create_endpoint(
     body: EndpointCreate, user: CurrentUser, db: Db, settings: AppSettings
@@ -54,7 +69,12 @@ async def create_endpoint(
     return _with_secret(await webhooks_service.create_endpoint(db, settings, user, body))
 
 
-@router.get("", operation_id="list_webhook_endpoints", responses=problems(400, 401, 422))
+@router.get(
+    "",
+    operation_id="list_webhook_endpoints",
+    summary="List my webhook endpoints",
+    responses=problems(400, 401, 422),
+)
 async def list_endpoints(
     user: CurrentUser, db: Db, settings: AppSettings, limit: Limit = None, cursor: Cursor = None
 ) -> Page[EndpointRead]:
@@ -63,7 +83,10 @@ async def list_endpoints(
 
 
 @router.get(
-    "/{endpoint_id}", operation_id="get_webhook_endpoint", responses=problems(401, 404, 422)
+    "/{endpoint_id}",
+    operation_id="get_webhook_endpoint",
+    summary="Read a webhook endpoint",
+    responses=problems(401, 404, 422),
 )
 async def get_endpoint(endpoint_id: uuid.UUID, user: CurrentUser, db: Db) -> EndpointRead:
     return _read(await webhooks_service.get_endpoint(db, user, endpoint_id))
@@ -72,7 +95,8 @@ async def get_endpoint(endpoint_id: uuid.UUID, user: CurrentUser, db: Db) -> End
 @router.patch(
     "/{endpoint_id}",
     operation_id="update_webhook_endpoint",
-    responses=problems(400, 401, 404, 422),
+    summary="Update a webhook endpoint",
+    responses=problems(400, 413, 401, 404, 422),
 )
 async def update_endpoint(
     endpoint_id: uuid.UUID,
@@ -88,6 +112,7 @@ async def update_endpoint(
     "/{endpoint_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     operation_id="delete_webhook_endpoint",
+    summary="Delete a webhook endpoint",
     responses=problems(401, 404, 422),
 )
 async def delete_endpoint(endpoint_id: uuid.UUID, user: CurrentUser, db: Db) -> None:
@@ -97,6 +122,7 @@ async def delete_endpoint(endpoint_id: uuid.UUID, user: CurrentUser, db: Db) -> 
 @router.post(
     "/{endpoint_id}/rotate-secret",
     operation_id="rotate_webhook_secret",
+    summary="Rotate a webhook endpoint's signing secret",
     responses=problems(401, 404, 422),
 )
 async def rotate_secret(
@@ -111,6 +137,7 @@ async def rotate_secret(
     "/{endpoint_id}/ping",
     status_code=status.HTTP_202_ACCEPTED,
     operation_id="ping_webhook_endpoint",
+    summary="Send a test delivery",
     responses=problems(401, 404, 422),
 )
 async def ping_endpoint(
@@ -124,6 +151,7 @@ async def ping_endpoint(
 @router.get(
     "/{endpoint_id}/deliveries",
     operation_id="list_webhook_deliveries",
+    summary="List an endpoint's deliveries",
     responses=problems(400, 401, 404, 422),
 )
 async def list_deliveries(
@@ -147,6 +175,7 @@ async def list_deliveries(
 @router.get(
     "/{endpoint_id}/deliveries/{delivery_id}",
     operation_id="get_webhook_delivery",
+    summary="Read a delivery and its attempts",
     responses=problems(401, 404, 422),
 )
 async def get_delivery(
@@ -165,6 +194,7 @@ async def get_delivery(
     "/{endpoint_id}/deliveries/{delivery_id}/redeliver",
     status_code=status.HTTP_202_ACCEPTED,
     operation_id="redeliver_webhook",
+    summary="Send a delivery again",
     responses=problems(401, 404, 409, 422),
 )
 async def redeliver(
