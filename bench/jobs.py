@@ -101,7 +101,8 @@ async def insert(settings: Settings, endpoint_id: uuid.UUID, count: int) -> tupl
     return ids, committed
 
 
-async def main(base: Settings, count: int) -> None:
+async def main(base: Settings, count: int) -> dict[str, float]:
+    """Run both measurements, print them, and return them (bench/run.py records them)."""
     receiver = Receiver()
     server = await receiver.start()
     settings = base.model_copy(update={"arq_queue_name": QUEUE})
@@ -156,6 +157,15 @@ async def main(base: Settings, count: int) -> None:
             f"burst latency (commit -> received): p50 {percentile(latencies, 0.5) * 1000:.0f} ms, "
             f"p99 {percentile(latencies, 0.99) * 1000:.0f} ms"
         )
+        return {
+            "count": count,
+            "idle_p50_ms": statistics.median(idle) * 1000,
+            "idle_max_ms": max(idle) * 1000,
+            "burst_per_s": count / elapsed,
+            "burst_seconds": elapsed,
+            "burst_p50_ms": percentile(latencies, 0.5) * 1000,
+            "burst_p99_ms": percentile(latencies, 0.99) * 1000,
+        }
     finally:
         worker.terminate()
         await asyncio.wait_for(worker.wait(), 60)
