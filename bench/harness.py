@@ -70,6 +70,20 @@ def free_port() -> int:
 # --- machine and tools ---
 
 
+def with_database(url: str, name: str) -> str:
+    base, _, query = url.partition("?")
+    if base.count("/") > 2:
+        base = base.rsplit("/", 1)[0]
+    return f"{base}/{name}" + (f"?{query}" if query else "")
+
+
+def with_redis_db(url: str, db: int) -> str:
+    base, _, query = url.partition("?")
+    if re.search(r"/\d+$", base):
+        base = base.rsplit("/", 1)[0]
+    return f"{base}/{db}" + (f"?{query}" if query else "")
+
+
 def machine() -> dict[str, Any]:
     model = "unknown"
     with contextlib.suppress(OSError):

@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import sys
 import tempfile
 import time
@@ -39,7 +38,7 @@ import psutil
 from redis import Redis
 
 from bench import harness
-from bench.harness import Figure, Request, Run, Scenario
+from bench.harness import Figure, Request, Run, Scenario, with_database, with_redis_db
 from keel.cli import run_migrations
 from keel.embedded import EmbeddedPostgres, EmbeddedRedis
 
@@ -67,20 +66,6 @@ def bench_settings() -> Settings:
 
 
 # --- backing services ---
-
-
-def with_database(url: str, name: str) -> str:
-    base, _, query = url.partition("?")
-    if base.count("/") > 2:
-        base = base.rsplit("/", 1)[0]
-    return f"{base}/{name}" + (f"?{query}" if query else "")
-
-
-def with_redis_db(url: str, db: int) -> str:
-    base, _, query = url.partition("?")
-    if re.search(r"/\d+$", base):
-        base = base.rsplit("/", 1)[0]
-    return f"{base}/{db}" + (f"?{query}" if query else "")
 
 
 @contextlib.contextmanager
