@@ -27,6 +27,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -42,7 +43,6 @@ import asyncpg
 import httpx
 from redis import Redis
 
-from bench.harness import free_port, with_database, with_redis_db
 from keel.cli import run_migrations
 from keel.embedded import EmbeddedPostgres, EmbeddedRedis
 
@@ -56,6 +56,27 @@ JWT_SECRET = "bench-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"  # noqa: S
 
 
 # --- servers ---
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def with_database(url: str, name: str) -> str:
+    base, _, query = url.partition("?")
+    if base.count("/") > 2:
+        base = base.rsplit("/", 1)[0]
+    return f"{base}/{name}" + (f"?{query}" if query else "")
+
+
+def with_redis_db(url: str, db: int) -> str:
+    base, _, query = url.partition("?")
+    if re.search(r"/\d+$", base):
+        base = base.rsplit("/", 1)[0]
+    return f"{base}/{db}" + (f"?{query}" if query else "")
 
 
 async def recreate_database(server_url: str) -> str:
