@@ -115,6 +115,8 @@ class Env:
             "DB_POOL_MIN_SIZE": "4",
             "DB_POOL_MAX_SIZE": str(self.pool),
             "JWT_SECRET_KEY": JWT_SECRET,
+            # One token serves the whole run; a full run (~20 min) outlives the 15 min default.
+            "ACCESS_TOKEN_TTL_SECONDS": "3600",
             "LOG_JSON": "true",
             "DOCS_ENABLED": "false",
             # The loop-block detector is a development/test tool, off in production.
