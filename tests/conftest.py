@@ -19,7 +19,6 @@ import pytest
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from keel.api.deps import get_database
 from keel.cli import run_migrations
 from keel.db.pool import init_connection
 from keel.embedded import EmbeddedPostgres, EmbeddedRedis
@@ -114,13 +113,8 @@ async def app(
 ) -> AsyncIterator[FastAPI]:
     """The real app with its real lifespan; its transactions nest into the test's."""
     application = create_app(settings)
-    bound = TransactionBoundDatabase(db_connection)
-
-    async def bound_database() -> TransactionBoundDatabase:
-        return bound
-
-    application.dependency_overrides[get_database] = bound_database
     async with LifespanManager(application) as lifespan:
+        lifespan.use_database(TransactionBoundDatabase(db_connection))
         application.state.asgi_with_lifespan_state = lifespan.asgi
         yield application
 

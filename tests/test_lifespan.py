@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 from fastapi import FastAPI
 
+from keel.db.database import PoolDatabase
 from keel.main import create_app
 from keel.resources import Resources
 from keel.settings import Settings
@@ -22,13 +23,15 @@ async def test_lifespan_opens_and_closes_every_resource(settings: Settings) -> N
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             assert (await client.get("/readyz")).status_code == 200
         resources: Resources = lifespan.state["resources"]
+        database = resources.db
+        assert isinstance(database, PoolDatabase)
         assert not resources.http.is_closed
-        assert not resources.db.pool.is_closing()
+        assert not database.pool.is_closing()
         assert await resources.redis.ping()
         assert await resources.arq.ping()
 
     assert is_closed(resources.http)
-    assert resources.db.pool.is_closing()
+    assert database.pool.is_closing()
     redis_pool = resources.redis.connection_pool
     assert redis_pool._in_use_connections == set()
     assert all(not connection.is_connected for connection in redis_pool._available_connections)

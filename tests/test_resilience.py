@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from keel.db.database import PoolDatabase
+from keel.db.database import Database
 from keel.embedded import EmbeddedPostgres, EmbeddedRedis
 from keel.errors import DependencyUnavailable
 from keel.main import create_app
@@ -152,29 +152,40 @@ async def test_app_starts_with_both_down_and_becomes_ready(tmp_path: Path) -> No
         await in_thread(redis.stop)
 
 
-async def run_reads(database: PoolDatabase, count: int) -> list[BaseException | int]:
-    async def one_read() -> int:
+READ_PATHS = ["in a transaction", "single statement"]
+
+
+async def run_reads(
+    database: Database, count: int, path: str = READ_PATHS[0]
+) -> list[BaseException | int]:
+    async def in_transaction() -> int:
         async with database.transaction() as connection:
             value: int = await connection.fetchval("SELECT 1")
             return value
 
+    async def single_statement() -> int:
+        value: int = await database.fetchval("SELECT 1")
+        return value
+
+    one_read = in_transaction if path == "in a transaction" else single_statement
     return await asyncio.gather(*(one_read() for _ in range(count)), return_exceptions=True)
 
 
+@pytest.mark.parametrize("path", READ_PATHS)
 async def test_reads_after_an_idle_postgres_restart_all_succeed(
-    owned_postgres: EmbeddedPostgres, owned_redis: EmbeddedRedis
+    owned_postgres: EmbeddedPostgres, owned_redis: EmbeddedRedis, path: str
 ) -> None:
     settings = owned_settings(owned_postgres, owned_redis)
     async with open_resources(settings, "test") as resources:
         # Fill the pool, so that every pooled connection is one the restart kills.
-        warmed = await run_reads(resources.db, 4)
+        warmed = await run_reads(resources.db, 4, path)
         assert warmed == [1, 1, 1, 1]
         await in_thread(lambda: owned_postgres.stop(mode="immediate"))
         await in_thread(owned_postgres.start)
 
         results = []
         for _ in range(5):
-            results.extend(await run_reads(resources.db, 4))
+            results.extend(await run_reads(resources.db, 4, path))
         assert results == [1] * 20
 
 
@@ -192,18 +203,20 @@ async def test_database_down_gives_503_problem_within_budget(
         assert isinstance(error, DependencyUnavailable)
 
 
+@pytest.mark.parametrize("path", READ_PATHS)
 async def test_a_silently_dropped_pooled_connection_is_retried_once(
-    owned_postgres: EmbeddedPostgres, owned_redis: EmbeddedRedis
+    owned_postgres: EmbeddedPostgres, owned_redis: EmbeddedRedis, path: str
 ) -> None:
-    """Guards the retry in PoolDatabase: without it the first reads after the drop fail."""
+    """Guards the retries in PoolDatabase (of BEGIN, and of a single read): without them the
+    first reads after the drop fail."""
     async with TcpProxy("127.0.0.1", owned_postgres.port) as proxy:
         settings = owned_settings(owned_postgres, owned_redis).model_copy(
             update={"database_url": f"postgresql://postgres@127.0.0.1:{proxy.port}/postgres"}
         )
         async with open_resources(settings, "test") as resources:
-            assert await run_reads(resources.db, 4) == [1, 1, 1, 1]
+            assert await run_reads(resources.db, 4, path) == [1, 1, 1, 1]
             proxy.sever_silently()
             results = []
             for _ in range(5):
-                results.extend(await run_reads(resources.db, 4))
+                results.extend(await run_reads(resources.db, 4, path))
             assert results == [1] * 20

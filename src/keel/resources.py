@@ -20,8 +20,9 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from keel.auth.sessions import SessionCache
 from keel.cache import Cache, FailOpenRedis, create_fast_redis_pool
-from keel.db.database import PoolDatabase
+from keel.db.database import Database, PoolDatabase
 from keel.db.pool import create_db_pool
 from keel.observability.context import REQUEST_ID_HEADER, request_id_var
 from keel.settings import Settings
@@ -30,7 +31,7 @@ from keel.settings import Settings
 @dataclass(frozen=True, slots=True)
 class Resources:
     settings: Settings
-    db: PoolDatabase
+    db: Database  # PoolDatabase; tests swap in one bound to their rolled-back transaction
     redis: Redis
     arq: ArqRedis
     http: httpx.AsyncClient
@@ -38,6 +39,8 @@ class Resources:
     # work on without Redis (keel.cache.failopen).
     fast_redis: FailOpenRedis
     cache: Cache
+    # Whether each token's session is still valid: Redis, read in batches (keel.auth.sessions).
+    sessions: SessionCache
 
 
 def redis_retry(settings: Settings) -> Retry:
@@ -127,4 +130,5 @@ async def open_resources(settings: Settings, role: str) -> AsyncIterator[Resourc
                 lock_wait=settings.cache_lock_wait_seconds,
                 hold=settings.cache_invalidation_hold_seconds,
             ),
+            sessions=SessionCache(redis, settings),
         )

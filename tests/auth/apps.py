@@ -10,7 +10,6 @@ from typing import Any
 import asyncpg
 import httpx
 
-from keel.api.deps import get_database
 from keel.main import create_app
 from keel.settings import Settings
 from tests.helpers.database import TransactionBoundDatabase
@@ -28,13 +27,8 @@ async def client_for(
     settings: Settings, db_connection: asyncpg.Connection
 ) -> AsyncIterator[httpx.AsyncClient]:
     application = create_app(settings)
-    bound = TransactionBoundDatabase(db_connection)
-
-    async def bound_database() -> TransactionBoundDatabase:
-        return bound
-
-    application.dependency_overrides[get_database] = bound_database
     async with LifespanManager(application) as lifespan:
+        lifespan.use_database(TransactionBoundDatabase(db_connection))
         transport = httpx.ASGITransport(app=lifespan.asgi, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield client

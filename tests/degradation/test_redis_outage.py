@@ -22,7 +22,6 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 from starlette.types import ASGIApp
 
-from keel.api.deps import get_database
 from keel.embedded import free_port
 from keel.main import create_app
 from keel.ratelimit import exempt, limit
@@ -77,13 +76,8 @@ def add_test_routes(app: FastAPI) -> None:
 async def running(settings: Settings, db_connection: asyncpg.Connection) -> AsyncIterator[Outage]:
     app = create_app(settings)
     add_test_routes(app)
-    bound = TransactionBoundDatabase(db_connection)
-
-    async def bound_database() -> TransactionBoundDatabase:
-        return bound
-
-    app.dependency_overrides[get_database] = bound_database
     async with LifespanManager(app) as lifespan:
+        lifespan.use_database(TransactionBoundDatabase(db_connection))
         with frozen_heap():
             yield Outage(lifespan.asgi, app, lifespan.state["resources"])
 

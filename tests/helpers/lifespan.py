@@ -7,6 +7,7 @@ would never reach the requests without this.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from types import TracebackType
 from typing import Any
 
@@ -65,6 +66,12 @@ class LifespanManager:
             self._task.result()  # re-raises the app's own error
             raise RuntimeError("the app's lifespan ended without answering")
         raise TimeoutError("lifespan did not answer in time")
+
+    def use_database(self, database: Any) -> None:
+        """From now on every request (Db, ReadDb, CurrentUser) uses `database`: the tests' seam
+        for binding the app to their rolled-back transaction. The lifespan still owns, and
+        closes, the real pool."""
+        self.state["resources"] = dataclasses.replace(self.state["resources"], db=database)
 
     async def asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The app, with the lifespan state copied into each request scope as servers do."""

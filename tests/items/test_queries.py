@@ -6,6 +6,7 @@ the savepoints that stand in for the request's transaction are not counted.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import asyncpg
@@ -28,14 +29,18 @@ DRIVER_INTROSPECTION = (
 class StatementCounter:
     def __init__(self) -> None:
         self.statements: list[str] = []
+        self.transaction_control: list[str] = []
 
     def __call__(self, record: asyncpg.connection.LoggedQuery) -> None:
         text = " ".join(record.query.split())
-        if not text.upper().startswith((*TRANSACTION_CONTROL, *DRIVER_INTROSPECTION)):
+        if text.upper().startswith(TRANSACTION_CONTROL):
+            self.transaction_control.append(text)
+        elif not text.upper().startswith(DRIVER_INTROSPECTION):
             self.statements.append(text)
 
     def reset(self) -> None:
         self.statements.clear()
+        self.transaction_control.clear()
 
     @property
     def count(self) -> int:
@@ -53,9 +58,12 @@ def statements(db_connection: asyncpg.Connection) -> Iterator[StatementCounter]:
 async def count_for(
     statements: StatementCounter, client: httpx.AsyncClient, method: str, url: str, **kw: object
 ) -> int:
+    await asyncio.sleep(0)  # the previous request's statements reach the loggers first
     statements.reset()
     response = await client.request(method, url, **kw)  # type: ignore[arg-type]
     assert response.status_code < 400, response.text
+    # asyncpg hands each logged query to the loggers with call_soon: let them run.
+    await asyncio.sleep(0)
     return statements.count
 
 
@@ -156,3 +164,27 @@ async def test_account_endpoints_have_fixed_budgets(
         )
         == 2
     )
+
+
+async def test_single_statement_reads_open_no_transaction(
+    client: httpx.AsyncClient,
+    account: Account,
+    admin_account: Account,
+    statements: StatementCounter,
+) -> None:
+    """`ReadDb` endpoints send their one statement alone: no BEGIN/COMMIT round trips (in the
+    test harness an app transaction shows as a SAVEPOINT)."""
+    created = await client.post(ITEMS, json={"title": "x"}, headers=account.headers)
+    reads = [
+        (f"{ITEMS}/{created.json()['id']}", account),
+        (ITEMS, account),
+        (f"{ITEMS}/stats", account),
+        ("/api/v1/users/me", account),
+        ("/api/v1/admin/users", admin_account),
+    ]
+    for url, who in reads:
+        assert await count_for(statements, client, "GET", url, headers=who.headers) == 1, url
+        assert statements.transaction_control == [], url
+    # A write still runs in its transaction.
+    await count_for(statements, client, "POST", ITEMS, json={"title": "y"}, headers=account.headers)
+    assert any(text.startswith("SAVEPOINT") for text in statements.transaction_control)

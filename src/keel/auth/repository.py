@@ -8,6 +8,8 @@ from datetime import datetime
 
 import asyncpg
 
+from keel.db.database import Reader
+
 
 @dataclass(frozen=True, slots=True)
 class SessionRow:
@@ -27,9 +29,7 @@ class RefreshTokenRow:
     user_is_admin: bool
 
 
-async def session_state(
-    db: asyncpg.Connection, session_id: uuid.UUID, user_id: uuid.UUID
-) -> SessionRow | None:
+async def session_state(db: Reader, session_id: uuid.UUID, user_id: uuid.UUID) -> SessionRow | None:
     row = await db.fetchrow(
         """
         SELECT s.revoked_at IS NULL AND u.is_active AS valid, u.is_admin

@@ -18,9 +18,9 @@ from redis.asyncio import Redis
 from keel.auth import repository as auth_repo
 from keel.auth import sessions
 from keel.auth.passwords import verify_password
-from keel.auth.sessions import REDIS_UNAVAILABLE, SessionState
+from keel.auth.sessions import REDIS_UNAVAILABLE, SessionCache, SessionState
 from keel.auth.tokens import INVALID_TOKEN, decode_access_token, issue_access_token
-from keel.db.database import Database
+from keel.db.database import Database, Reader
 from keel.errors import Unauthorized
 from keel.settings import Settings
 from keel.users import repository as users_repo
@@ -159,27 +159,23 @@ async def logout(
 
 
 async def authenticate(
-    db: asyncpg.Connection, redis: Redis, settings: Settings, token: str | None
+    db: Reader, cache: SessionCache, settings: Settings, token: str | None
 ) -> Principal:
     """The principal of a bearer token. No query while the session's state is cached in Redis."""
     if not token:
         raise Unauthorized("Not authenticated.")
     claims = decode_access_token(settings, token)
-    state = await _session_state(db, redis, settings, claims.session_id, claims.user_id)
+    state = await _session_state(db, cache, claims.session_id, claims.user_id)
     if state is SessionState.REVOKED:
         raise Unauthorized(INVALID_TOKEN)
     return Principal(claims.user_id, claims.session_id, is_admin=state is SessionState.ADMIN)
 
 
 async def _session_state(
-    db: asyncpg.Connection,
-    redis: Redis,
-    settings: Settings,
-    session_id: uuid.UUID,
-    user_id: uuid.UUID,
+    db: Reader, cache: SessionCache, session_id: uuid.UUID, user_id: uuid.UUID
 ) -> SessionState:
     try:
-        cached = await sessions.cached_state(redis, settings, session_id, user_id)
+        cached = await cache.cached_state(session_id, user_id)
     except REDIS_UNAVAILABLE:
         # Redis down: PostgreSQL is the truth, so ask it (one query per request until Redis is
         # back). Revocations cannot happen meanwhile: they need Redis and answer 503.
@@ -189,15 +185,13 @@ async def _session_state(
         return cached
     state = await _state_from_db(db, session_id, user_id)
     try:
-        await sessions.remember(redis, settings, session_id, user_id, state)
+        await cache.remember(session_id, user_id, state)
     except REDIS_UNAVAILABLE:
         log.warning("redis unavailable; session state not cached")
     return state
 
 
-async def _state_from_db(
-    db: asyncpg.Connection, session_id: uuid.UUID, user_id: uuid.UUID
-) -> SessionState:
+async def _state_from_db(db: Reader, session_id: uuid.UUID, user_id: uuid.UUID) -> SessionState:
     row = await auth_repo.session_state(db, session_id, user_id)
     if row is None or not row.valid:
         return SessionState.REVOKED

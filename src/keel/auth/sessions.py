@@ -13,6 +13,10 @@ revoking transaction *before* it commits. So a fill that read the database just 
 revocation committed can never overwrite the revocation marker, and a revocation whose Redis
 write fails is rolled back (the request answers 503) rather than silently not taking effect.
 A lost or expired key only costs one query: the next request reads PostgreSQL and refills.
+
+Requests read the cache through `SessionCache`, whose GETs are coalesced with those of
+concurrent requests (keel.cache.batched_get): every request still asks Redis after it arrived,
+so a revocation is seen by every request that starts after it, in every process.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from keel.cache.batched_get import BatchedGet
 from keel.settings import Settings
 
 REDIS_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError)
@@ -44,17 +49,28 @@ def _value(state: SessionState, user_id: uuid.UUID) -> str:
     return state.value if state is SessionState.REVOKED else f"{state.value}:{user_id}"
 
 
-async def cached_state(
-    redis: Redis, settings: Settings, session_id: uuid.UUID, user_id: uuid.UUID
-) -> SessionState | None:
-    """The cached state, or None on a miss. A value for another user counts as revoked."""
-    raw: bytes | None = await redis.get(session_key(settings, session_id))
-    if raw is None:
-        return None
-    state, _, owner = raw.decode().partition(":")
-    if state == SessionState.REVOKED or owner != str(user_id):
-        return SessionState.REVOKED
-    return SessionState(state)
+class SessionCache:
+    """The cache as the request path uses it: one process-wide object (keel.resources)."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.settings = settings
+        self._reads = BatchedGet(redis)
+
+    async def cached_state(self, session_id: uuid.UUID, user_id: uuid.UUID) -> SessionState | None:
+        """The cached state, or None on a miss. A value for another user counts as revoked."""
+        raw = await self._reads.get(session_key(self.settings, session_id))
+        if raw is None:
+            return None
+        state, _, owner = raw.decode().partition(":")
+        if state == SessionState.REVOKED or owner != str(user_id):
+            return SessionState.REVOKED
+        return SessionState(state)
+
+    async def remember(
+        self, session_id: uuid.UUID, user_id: uuid.UUID, state: SessionState
+    ) -> None:
+        await remember(self.redis, self.settings, session_id, user_id, state)
 
 
 async def remember(

@@ -1,11 +1,15 @@
-"""Transactions on the pool, with one retry when a pooled connection turns out to be dead."""
+"""The pool as services see it: transactions for writes, single statements for reads.
+
+Both retry once when a pooled connection turns out to be dead (after a PostgreSQL restart every
+idle pooled connection is): a transaction retries its BEGIN, a read retries the read itself.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Protocol
+from typing import Any, Protocol
 
 import asyncpg
 import structlog
@@ -34,8 +38,22 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-class Database(Protocol):
-    """What services and dependencies need: a connection inside a transaction."""
+class Reader(Protocol):
+    """Runs one read statement: an asyncpg connection (inside a transaction), or a Database.
+
+    Repository read functions take a Reader, so the same function serves a read-only endpoint
+    (one statement, no transaction: `ReadDb`) and a write that reads inside its transaction.
+    """
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]: ...
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None: ...
+
+    async def fetchval(self, query: str, *args: Any) -> Any: ...
+
+
+class Database(Reader, Protocol):
+    """What services and dependencies need: transactions, and single reads outside them."""
 
     def transaction(self) -> AbstractAsyncContextManager[asyncpg.Connection]: ...
 
@@ -84,6 +102,39 @@ class PoolDatabase:
                 await self.pool.release(connection)
                 raise
             return connection, transaction
+        raise AssertionError("unreachable")
+
+    # A read that is one statement needs no transaction: PostgreSQL runs it in its own implicit
+    # one (autocommit), so BEGIN and COMMIT would be two round trips that change nothing. The
+    # connection is held only while the statement runs, not for the whole request.
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        rows: list[asyncpg.Record] = await self._read("fetch", query, args)
+        return rows
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await self._read("fetchrow", query, args)
+        return row
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        return await self._read("fetchval", query, args)
+
+    async def _read(self, method: str, query: str, args: tuple[Any, ...]) -> Any:
+        """Run a read; if its pooled connection was dead, once more on a fresh one.
+
+        Unlike a write, a read changes nothing, so repeating it after a lost connection is
+        always safe (the transaction path can only repeat its BEGIN).
+        """
+        for attempt in (1, 2):
+            connection = await self._acquire()
+            try:
+                return await getattr(connection, method)(query, *args)
+            except CONNECTION_LOST_ERRORS as exc:
+                if attempt == 2:
+                    raise DependencyUnavailable("database") from exc
+                log.info("pooled connection was dead; reading on a fresh one", error=str(exc))
+            finally:
+                await self.pool.release(connection)
         raise AssertionError("unreachable")
 
     async def _acquire(self) -> asyncpg.Connection:

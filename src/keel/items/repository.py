@@ -20,6 +20,8 @@ from typing import Any
 
 import asyncpg
 
+from keel.db.database import Reader
+
 _COLUMNS = "id, owner_id, title, description, done, version, created_at, updated_at"
 
 
@@ -71,14 +73,14 @@ async def insert(
 
 
 async def get_visible(
-    db: asyncpg.Connection, item_id: uuid.UUID, actor_id: uuid.UUID, is_admin: bool
+    db: Reader, item_id: uuid.UUID, actor_id: uuid.UUID, is_admin: bool
 ) -> Item | None:
     row = await db.fetchrow(_GET, item_id, actor_id, is_admin)
     return None if row is None else Item(**row)
 
 
 async def version_of_visible(
-    db: asyncpg.Connection, item_id: uuid.UUID, actor_id: uuid.UUID, is_admin: bool
+    db: Reader, item_id: uuid.UUID, actor_id: uuid.UUID, is_admin: bool
 ) -> int | None:
     version: int | None = await db.fetchval(_VERSION, item_id, actor_id, is_admin)
     return version
@@ -157,7 +159,7 @@ def _list_statement(column: str, descending: bool, with_done: bool, with_cursor:
 
 
 async def list_page(
-    db: asyncpg.Connection,
+    db: Reader,
     owner_id: uuid.UUID,
     *,
     sort: str,
@@ -193,7 +195,7 @@ _STATS = """
 """
 
 
-async def stats(db: asyncpg.Connection, owner_id: uuid.UUID) -> ItemCounts:
+async def stats(db: Reader, owner_id: uuid.UUID) -> ItemCounts:
     row = await db.fetchrow(_STATS, owner_id)
     assert row is not None
     return ItemCounts(**row)

@@ -15,6 +15,7 @@ from pydantic import TypeAdapter
 
 from keel.auth.service import Principal
 from keel.cache import Cache
+from keel.db.database import Reader
 from keel.errors import NotFound, PreconditionFailed
 from keel.items import repository as items_repo
 from keel.items.repository import Item, ItemChanges
@@ -36,7 +37,7 @@ async def create_item(
     return item
 
 
-async def get_item(db: asyncpg.Connection, actor: Principal, item_id: uuid.UUID) -> Item:
+async def get_item(db: Reader, actor: Principal, item_id: uuid.UUID) -> Item:
     item = await items_repo.get_visible(db, item_id, actor.user_id, actor.is_admin)
     if item is None:
         raise NotFound(ITEM_NOT_FOUND)
@@ -53,7 +54,7 @@ def _sort_key(sort: ItemSort, item: Item) -> list[Any]:
 
 
 async def list_items(
-    db: asyncpg.Connection,
+    db: Reader,
     settings: Settings,
     actor: Principal,
     *,
@@ -141,9 +142,7 @@ def stats_cache_key(owner_id: uuid.UUID) -> str:
     return f"items:stats:{owner_id}"
 
 
-async def item_stats(
-    db: asyncpg.Connection, cache: Cache, settings: Settings, actor: Principal
-) -> ItemStats:
+async def item_stats(db: Reader, cache: Cache, settings: Settings, actor: Principal) -> ItemStats:
     """The actor's item counts. Computed once per cache TTL (concurrent misses share one query,
     across processes too) and recomputed after any write; without Redis, computed each time."""
 

@@ -8,6 +8,7 @@ from datetime import datetime
 
 import asyncpg
 
+from keel.db.database import Reader
 from keel.errors import Conflict
 
 EMAIL_TAKEN = "An account with this email address already exists."
@@ -50,7 +51,7 @@ async def insert(
     return None if row is None else User(**row)
 
 
-async def get(db: asyncpg.Connection, user_id: uuid.UUID) -> User | None:
+async def get(db: Reader, user_id: uuid.UUID) -> User | None:
     row = await db.fetchrow(
         """
         SELECT id, email, full_name, is_active, is_admin, created_at, updated_at
@@ -128,9 +129,7 @@ async def deactivate(db: asyncpg.Connection, user_id: uuid.UUID) -> User | None:
     return None if row is None else User(**row)
 
 
-async def list_page(
-    db: asyncpg.Connection, limit: int, after: tuple[datetime, uuid.UUID] | None
-) -> list[User]:
+async def list_page(db: Reader, limit: int, after: tuple[datetime, uuid.UUID] | None) -> list[User]:
     """Oldest first, keyset on (created_at, id): served by ix_users_created_at_id."""
     if after is None:
         rows = await db.fetch(

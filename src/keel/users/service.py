@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from keel.auth import repository as auth_repo
 from keel.auth.passwords import check_password_policy, hash_password, verify_password
 from keel.auth.service import Principal, normalize_email, revoke_sessions
+from keel.db.database import Reader
 from keel.errors import Conflict, Forbidden, NotFound, Unprocessable
 from keel.pagination import Slice, clamp_limit, decode_cursor, slice_rows
 from keel.settings import Settings
@@ -36,7 +37,7 @@ async def register(db: asyncpg.Connection, settings: Settings, data: UserCreate)
     return user
 
 
-async def get_me(db: asyncpg.Connection, actor: Principal) -> User:
+async def get_me(db: Reader, actor: Principal) -> User:
     user = await users_repo.get(db, actor.user_id)
     if user is None:  # deleted behind a still-cached session
         raise NotFound("The account no longer exists.")
@@ -95,7 +96,7 @@ async def change_password(
 
 
 async def list_users(
-    db: asyncpg.Connection,
+    db: Reader,
     settings: Settings,
     actor: Principal,
     *,

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 
-from keel.api.deps import AppSettings, CacheDep, CurrentUser, Db
+from keel.api.deps import AppSettings, CacheDep, CurrentUser, Db, ReadDb
 from keel.api.v1.conditional import expected_versions, not_modified, validators
 from keel.api.v1.openapi import links, problems
 from keel.items import service as items_service
@@ -66,7 +66,7 @@ async def create_item(
 )
 async def list_items(
     user: CurrentUser,
-    db: Db,
+    db: ReadDb,
     settings: AppSettings,
     limit: Annotated[int | None, Query(ge=1, description="Capped by PAGE_MAX_LIMIT")] = None,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
@@ -77,14 +77,13 @@ async def list_items(
     page = await items_service.list_items(
         db, settings, user, limit=limit, cursor=cursor, sort=sort, done=done
     )
-    return Page[ItemRead](
-        items=[ItemRead.model_validate(item) for item in page.items], next_cursor=page.next_cursor
-    )
+    # One validation of the whole page in pydantic-core, not one Python call per item.
+    return Page[ItemRead].model_validate(page, from_attributes=True)
 
 
 @router.get("/stats", operation_id="item_stats", summary="Count my items", responses=problems(401))
 async def item_stats(
-    user: CurrentUser, db: Db, cache: CacheDep, settings: AppSettings
+    user: CurrentUser, db: ReadDb, cache: CacheDep, settings: AppSettings
 ) -> ItemStats:
     """Counts of the caller's items. Cached for CACHE_TTL_SECONDS, refreshed by every write.
     (Declared before `/{item_id}`, which would otherwise take "stats" for an id.)"""
@@ -105,7 +104,7 @@ async def item_stats(
 async def get_item(
     item_id: uuid.UUID,
     user: CurrentUser,
-    db: Db,
+    db: ReadDb,
     response: Response,
     if_none_match: Annotated[str | None, Header()] = None,
     if_modified_since: Annotated[str | None, Header()] = None,

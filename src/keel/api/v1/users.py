@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from keel.api.deps import AdminUser, AppSettings, CurrentUser, Db, RedisDep
+from keel.api.deps import AdminUser, AppSettings, CurrentUser, Db, ReadDb, RedisDep
 from keel.api.v1.openapi import problems
 from keel.pagination import Page
 from keel.users import service as users_service
@@ -18,7 +18,7 @@ admin_router = APIRouter(prefix="/admin/users", tags=["admin"])
 
 
 @router.get("/me", operation_id="get_me", summary="Read my account", responses=problems(401, 404))
-async def get_me(user: CurrentUser, db: Db) -> UserRead:
+async def get_me(user: CurrentUser, db: ReadDb) -> UserRead:
     return UserRead.model_validate(await users_service.get_me(db, user))
 
 
@@ -55,16 +55,14 @@ async def change_password(
 )
 async def list_users(
     admin: AdminUser,
-    db: Db,
+    db: ReadDb,
     settings: AppSettings,
     limit: Annotated[int | None, Query(ge=1, description="Capped by PAGE_MAX_LIMIT")] = None,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> Page[UserRead]:
     """Every account, oldest first, keyset-paginated."""
     page = await users_service.list_users(db, settings, admin, limit=limit, cursor=cursor)
-    return Page[UserRead](
-        items=[UserRead.model_validate(user) for user in page.items], next_cursor=page.next_cursor
-    )
+    return Page[UserRead].model_validate(page, from_attributes=True)
 
 
 @admin_router.post(
