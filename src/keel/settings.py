@@ -226,6 +226,11 @@ class Settings(BaseSettings):
     rate_limit_login: str = "10/minute"
     rate_limit_register: str = "5/minute"
     rate_limit_refresh: str = "30/minute"
+    # Most hits one process leases from a window at a time (keel.ratelimit.leases): unset means
+    # 1% of each limit (limits under 100 per window: none, every hit counted in Redis); 0: no
+    # leases. A client can be refused early by at most (processes - 1) x 1.5 leases, never
+    # admitted past its limit.
+    rate_limit_lease_max: int | None = Field(default=None, ge=0)
     # Paths never limited (probes and scrapes must not get 429).
     rate_limit_exempt_paths: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["/livez", "/readyz", "/metrics"]

@@ -49,7 +49,7 @@ class ClientKey:
         self._users: dict[str, str] = {}
 
     def __call__(self, request: Request) -> str:
-        authorization = request.headers.get("authorization")
+        authorization = _authorization(request.scope["headers"])
         if authorization:
             scheme, _, token = authorization.partition(" ")
             if scheme.lower() == "bearer" and token:
@@ -96,6 +96,15 @@ class ClientKey:
             if not self.is_trusted(hop):
                 break
         return _normalize(client)
+
+
+def _authorization(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The Authorization header, read from the ASGI headers (lowercase names, per the ASGI
+    spec) without building Starlette's `Headers`: this runs for every limited request."""
+    for name, value in headers:
+        if name == b"authorization":
+            return value.decode("latin-1")
+    return None
 
 
 def _parse(host: str) -> IPAddress | None:

@@ -23,7 +23,7 @@ import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import structlog
 from limits import RateLimitItem
@@ -34,6 +34,7 @@ from starlette.requests import Request
 
 from keel.cache.failopen import FailOpenRedis, RedisUnavailable
 from keel.ratelimit.keys import ClientKey
+from keel.ratelimit.leases import Leases
 from keel.ratelimit.storage import Check, LocalWindows, Outcome, RedisWindows
 from keel.settings import Settings
 
@@ -143,6 +144,9 @@ class PlannedLimit:
     key_head: str
     key_tail: str
     expiry: int
+    amount: int
+    cost: int  # when not dynamic
+    amount_header: bytes  # RateLimit-Limit, encoded once
 
     @classmethod
     def of(cls, limit: Limit, scope: str, default_key: bool) -> PlannedLimit:
@@ -158,6 +162,9 @@ class PlannedLimit:
             key_head=head,
             key_tail=tail,
             expiry=item.get_expiry(),
+            amount=item.amount,
+            cost=limit.cost if isinstance(limit.cost, int) else 1,
+            amount_header=str(item.amount).encode(),
         )
 
 
@@ -165,10 +172,17 @@ class PlannedLimit:
 class RoutePlan:
     route: str  # the route template: the metrics label
     limits: tuple[PlannedLimit, ...]
+    # The common case, decided on a shorter path: one limit, static cost, the default key.
+    single: PlannedLimit | None = None
+
+    @classmethod
+    def of(cls, route: str, limits: tuple[PlannedLimit, ...]) -> RoutePlan:
+        only = limits[0] if len(limits) == 1 else None
+        simple = only is not None and only.default_key and not only.dynamic
+        return cls(route, limits, only if simple else None)
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     allowed: bool
     limit: PlannedLimit  # the limit the headers describe (the one that failed, if any)
     amount: int
@@ -215,6 +229,9 @@ class Limiter(SlowapiLimiter):
         self.exempt_paths = frozenset(settings.rate_limit_exempt_paths)
         self.key_prefix = f"{settings.service_name}:ratelimit"
         self.local = LocalWindows()
+        # RATE_LIMIT_LEASE_MAX caps a lease (None: 1% of the limit; 0: no leases, every hit
+        # counted in Redis one by one); read with a default until Settings declares it.
+        self.leases = Leases(settings.rate_limit_lease_max)
         self.metrics = RateLimitMetrics(registry) if registry is not None else None
         self._redis: RedisWindows | None = None
         self._registered: set[str] = set()
@@ -287,7 +304,7 @@ class Limiter(SlowapiLimiter):
             if limit.per_method:
                 scope = f"{scope}:{method}"
             planned.append(PlannedLimit.of(limit, scope, limit.key_func is self._key_func))
-        return RoutePlan(route, tuple(planned)) if planned else None
+        return RoutePlan.of(route, tuple(planned)) if planned else None
 
     # --- the check ---
 
@@ -300,33 +317,59 @@ class Limiter(SlowapiLimiter):
         (socket timeouts, then this call's own deadline), process memory. Never raises for a
         storage problem, never waits longer than about two Redis timeouts.
         """
+        single = plan.single
+        if single is None:
+            checks, used = self._checks(plan, request)
+            if not checks:
+                return None
+        else:
+            checks = [self._check(single, self._key_func(request), single.cost)]
+            used = [single]
+        # Leases only while Redis is healthy: while it is seen down, decisions are the
+        # fallback's (and the breaker's probe), exactly as without leases. Tried here, not
+        # in `_acquire`: most requests end here, and a coroutine call costs.
+        if guard is not None and not guard.is_down:
+            redis = self.redis_windows(guard)
+            if single is not None:
+                admitted = self.leases.admit_one(checks[0], redis)
+                if admitted is not None:  # most requests: no Window, Outcome, _decide
+                    remaining, reset_in = admitted
+                    return Decision(True, single, single.amount, remaining, reset_in, "redis")
+            else:
+                leased = self.leases.admit(checks, redis)
+                if leased is not None:
+                    return _decide(leased, used, "redis")  # counted in Redis when leased
+        outcome, storage = await self._acquire(checks, guard)
+        return _decide(outcome, used, storage)
+
+    def _checks(self, plan: RoutePlan, request: Request) -> tuple[list[Check], list[PlannedLimit]]:
+        """The request's checks, by slowapi's rules (exempt_when, callable costs, key
+        functions), and the limits they belong to."""
         checks: list[Check] = []
         used: list[PlannedLimit] = []
         client_key: str | None = None
         for planned in plan.limits:
             limit = planned.limit
-            cost: int = limit.cost(request) if callable(limit.cost) else limit.cost
-            if planned.dynamic and limit.is_exempt(request):
-                continue
+            cost = planned.cost
+            if planned.dynamic:
+                cost = limit.cost(request) if callable(limit.cost) else limit.cost
+                if limit.is_exempt(request):
+                    continue
             if planned.default_key:
                 if client_key is None:
                     client_key = self._key_func(request)
                 key = client_key
             else:
                 key = limit.key_func(request)
-            checks.append(
-                Check(
-                    planned.key_head + key + planned.key_tail,
-                    planned.item.amount,
-                    planned.expiry,
-                    cost,
-                )
-            )
+            checks.append(self._check(planned, key, cost))
             used.append(planned)
-        if not checks:
-            return None
-        outcome, storage = await self._acquire(checks, guard)
-        return _decide(outcome, used, checks, storage)
+        return checks, used
+
+    @staticmethod
+    def _check(planned: PlannedLimit, key: str, cost: int) -> Check:
+        return Check(
+            planned.key_head + key + planned.key_tail, planned.amount, planned.expiry, cost
+        )
 
     async def _acquire(
         self, checks: list[Check], guard: FailOpenRedis | None
@@ -336,8 +379,10 @@ class Limiter(SlowapiLimiter):
             try:
                 # No timeout of its own needed: every batch is bounded by the guard's deadline,
                 # and once Redis has failed the queued batches fail at once (breaker open).
-                return await redis.acquire(checks), "redis"
+                return await self.leases.acquire(redis, checks), "redis"
             except RedisUnavailable as error:
+                # Its counters may be gone when it is back: start again from Redis then.
+                self.leases.clear()
                 if self.metrics is not None and not error.skipped:
                     self.metrics.storage_errors.inc()
         if self.metrics is not None:
@@ -351,9 +396,7 @@ class Limiter(SlowapiLimiter):
         return self._redis
 
 
-def _decide(
-    outcome: Outcome, used: list[PlannedLimit], checks: list[Check], storage: str
-) -> Decision:
+def _decide(outcome: Outcome, used: list[PlannedLimit], storage: str) -> Decision:
     """Which limit the response describes: when refused, the exceeded limit that frees up last
     (so Retry-After is when the request can pass); else the one with the fewest requests left."""
     windows = outcome.windows
@@ -361,16 +404,12 @@ def _decide(
     if len(used) == 1:
         chosen = 0
     elif outcome.allowed:
-        chosen = min(indexes, key=lambda i: windows[i].remaining(used[i].item.amount))
+        chosen = min(indexes, key=lambda i: windows[i].remaining(used[i].amount))
     else:
-        exceeded = [i for i in indexes if windows[i].count + checks[i].cost > checks[i].amount]
+        exceeded = [i for i in indexes if windows[i].exceeded]
         chosen = max(exceeded or indexes, key=lambda i: windows[i].reset_in)
     planned, window = used[chosen], windows[chosen]
+    amount = planned.amount
     return Decision(
-        allowed=outcome.allowed,
-        limit=planned,
-        amount=planned.item.amount,
-        remaining=window.remaining(planned.item.amount),
-        reset_in=window.reset_in,
-        storage=storage,
+        outcome.allowed, planned, amount, window.remaining(amount), window.reset_in, storage
     )

@@ -182,7 +182,7 @@ def _reset(decision: Decision) -> int:
 
 def _headers(decision: Decision) -> list[tuple[bytes, bytes]]:
     return [
-        (b"ratelimit-limit", str(decision.amount).encode()),
-        (b"ratelimit-remaining", str(decision.remaining).encode()),
-        (b"ratelimit-reset", str(_reset(decision)).encode()),
+        (b"ratelimit-limit", decision.limit.amount_header),
+        (b"ratelimit-remaining", b"%d" % decision.remaining),
+        (b"ratelimit-reset", b"%d" % _reset(decision)),
     ]
