@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     metrics_enabled: bool = True
     # Seconds between samples of the pool/process gauges in every worker.
     metrics_refresh_interval: float = Field(default=5.0, gt=0)
+    # Requests are counted in plain Python and moved into prometheus-client (the multiprocess
+    # files under gunicorn) before each scrape and at least this often: another worker's scrape
+    # lags by at most this many seconds.
+    metrics_flush_interval: float = Field(default=1.0, gt=0)
     # Tracing is on only when a collector is named (OTLP/HTTP, e.g. http://otel-collector:4318).
     otel_exporter_otlp_endpoint: str | None = None
     otel_traces_sampler_ratio: float = Field(default=1.0, ge=0.0, le=1.0)

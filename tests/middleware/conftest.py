@@ -19,7 +19,7 @@ from keel.api.deps import get_database
 from keel.main import create_app
 from keel.middleware import cache_policy
 from keel.observability.context import bind_user_id
-from keel.observability.logging import add_trace_context
+from keel.observability.logging import CONTEXT_PROCESSORS
 from keel.settings import Settings
 from tests.helpers.database import TransactionBoundDatabase
 from tests.helpers.lifespan import LifespanManager
@@ -129,8 +129,7 @@ Logs = list[MutableMapping[str, Any]]
 
 @pytest.fixture
 def logs() -> Iterator[Logs]:
-    """structlog events, after the contextvars and trace processors (before rendering)."""
-    with structlog.testing.capture_logs(
-        processors=[structlog.contextvars.merge_contextvars, add_trace_context]
-    ) as captured:
+    """structlog events, after the processors that add the request's context (request id, user
+    id, trace ids), the very ones `configure_logging` installs (before rendering)."""
+    with structlog.testing.capture_logs(processors=list(CONTEXT_PROCESSORS)) as captured:
         yield captured

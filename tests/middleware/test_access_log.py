@@ -4,7 +4,8 @@ from typing import Any
 
 import pytest
 
-from keel.middleware.access_log import AccessLogMiddleware
+from keel.middleware.access_log import AccessLog
+from keel.middleware.edge import EdgeMiddleware
 from keel.settings import Settings
 from tests.middleware.asgi import call, http_scope, responder
 from tests.middleware.conftest import Edge, Logs
@@ -114,10 +115,10 @@ async def test_unit_status_500_is_logged_when_the_app_raises() -> None:
     async def failing(scope: object, receive: object, send: object) -> None:
         raise RuntimeError("x")
 
-    middleware = AccessLogMiddleware(failing, logger=Recorder())
+    middleware = EdgeMiddleware(failing, access_log=AccessLog(logger=Recorder()))
     with pytest.raises(RuntimeError):
         await call(middleware, http_scope())
     assert [(event, fields["status"]) for event, fields in lines] == [("request", 500)]
-    ok = AccessLogMiddleware(responder(status=201), logger=Recorder())
+    ok = EdgeMiddleware(responder(status=201), access_log=AccessLog(logger=Recorder()))
     await call(ok, http_scope("POST", "/x"))
     assert lines[-1][1]["status"] == 201

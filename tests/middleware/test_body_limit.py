@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import gzip
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from starlette.types import Receive, Scope, Send
 
 from keel.middleware.body_limit import BodyLimitMiddleware
+from keel.middleware.gzip import GZip
 from keel.settings import Settings
 from tests.middleware.asgi import call, http_scope, responder
 from tests.middleware.conftest import Edge
@@ -121,3 +124,28 @@ async def test_unit_get_without_a_body_passes_through_untouched() -> None:
     middleware = BodyLimitMiddleware(inner, max_body_size=10)
     await middleware(http_scope("GET", "/"), receive, receive)  # type: ignore[arg-type]
     assert seen == [receive]
+
+
+async def test_unit_with_gzip_the_limit_holds_and_bodies_are_compressed_when_accepted() -> None:
+    """With `gzip=`, the layer runs Starlette's gzip responder around the limit for clients
+    that accept gzip: the limit must still hold on that path, and only those get gzip."""
+    reached = []
+
+    async def inner(scope: Scope, receive: Receive, send: Send) -> None:
+        reached.append(scope["method"])
+        await responder(body=b"x" * 500)(scope, receive, send)
+
+    middleware = BodyLimitMiddleware(
+        inner, max_body_size=10, gzip=GZip(minimum_size=100, compresslevel=6)
+    )
+    gzipped = [("Accept-Encoding", "gzip, br")]
+    compressed = await call(middleware, http_scope("GET", "/", headers=gzipped))
+    assert compressed.header("content-encoding") == "gzip"
+    assert gzip.decompress(compressed.body) == b"x" * 500
+    plain = await call(middleware, http_scope("GET", "/", headers=[("Accept-Encoding", "br")]))
+    assert plain.header("content-encoding") is None
+    assert plain.body == b"x" * 500
+    big = [*gzipped, ("Content-Length", "11")]
+    refused = await call(middleware, http_scope("POST", "/", headers=big), body=[b"y" * 11])
+    assert refused.status == 413
+    assert reached == ["GET", "GET"]

@@ -6,8 +6,8 @@ import re
 import httpx
 import pytest
 
-from keel.middleware.cache import CacheControlMiddleware
-from keel.middleware.security import API_CSP, SecurityHeadersMiddleware, docs_csp
+from keel.middleware.edge import EdgeMiddleware
+from keel.middleware.security import API_CSP, SecurityHeaders, docs_csp
 from keel.settings import Settings
 from tests.middleware.asgi import call, http_scope, responder
 from tests.middleware.conftest import Edge
@@ -76,7 +76,7 @@ async def test_unit_a_response_keeps_its_own_csp() -> None:
     inner = responder(
         headers=[(b"content-type", b"text/html"), (b"content-security-policy", b"custom")]
     )
-    reply = await call(SecurityHeadersMiddleware(inner), http_scope())
+    reply = await call(EdgeMiddleware(inner, security=SecurityHeaders()), http_scope())
     assert reply.headers("content-security-policy") == ["custom"]
     assert reply.header("x-content-type-options") == "nosniff"
 
@@ -137,5 +137,5 @@ async def test_unit_gzip_body_is_really_compressed(edge: Edge) -> None:
 
 async def test_unit_vary_merges_with_an_existing_one() -> None:
     inner = responder(headers=[(b"content-type", b"application/json"), (b"vary", b"Origin")])
-    reply = await call(CacheControlMiddleware(inner), http_scope())
+    reply = await call(EdgeMiddleware(inner, cache_headers=True), http_scope())
     assert reply.headers("vary") == ["Origin, Authorization, Accept-Encoding"]

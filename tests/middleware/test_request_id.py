@@ -6,19 +6,21 @@ import re
 import httpx
 import pytest
 import structlog
+from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from keel.middleware.request_id import RequestIDMiddleware
-from keel.observability.context import current_request_id
+from keel.middleware.edge import EdgeMiddleware
+from keel.observability.context import bind_user_id, current_request_id
 from keel.resources import create_http_client
 from keel.settings import Settings
 from tests.middleware.asgi import call, http_scope, responder
+from tests.middleware.conftest import Logs
 
 GENERATED = re.compile(r"[0-9a-f]{32}")
 
 
 async def test_a_safe_incoming_id_is_echoed() -> None:
-    app = RequestIDMiddleware(responder())
+    app = EdgeMiddleware(responder())
     reply = await call(app, http_scope(headers=[("X-Request-ID", "abc-123.x:y_z")]))
     assert reply.header("x-request-id") == "abc-123.x:y_z"
 
@@ -28,7 +30,7 @@ async def test_a_safe_incoming_id_is_echoed() -> None:
     ["a" * 129, "has space", 'quote"d', "semi;colon", "new\\nline", "", "é"],
 )
 async def test_an_unsafe_incoming_id_is_replaced(incoming: str) -> None:
-    app = RequestIDMiddleware(responder())
+    app = EdgeMiddleware(responder())
     reply = await call(app, http_scope(headers=[("X-Request-ID", incoming)]))
     echoed = reply.header("x-request-id")
     assert echoed is not None
@@ -36,14 +38,14 @@ async def test_an_unsafe_incoming_id_is_replaced(incoming: str) -> None:
 
 
 async def test_128_characters_are_accepted() -> None:
-    app = RequestIDMiddleware(responder())
+    app = EdgeMiddleware(responder())
     reply = await call(app, http_scope(headers=[("X-Request-ID", "b" * 128)]))
     assert reply.header("x-request-id") == "b" * 128
 
 
 async def test_each_request_gets_its_own_id_and_the_response_headers_are_not_mutated() -> None:
     shared_headers = [(b"content-type", b"application/json")]
-    app = RequestIDMiddleware(responder(headers=shared_headers))
+    app = EdgeMiddleware(responder(headers=shared_headers))
     first = await call(app, http_scope())
     second = await call(app, http_scope())
     assert first.header("x-request-id") != second.header("x-request-id")
@@ -52,29 +54,44 @@ async def test_each_request_gets_its_own_id_and_the_response_headers_are_not_mut
     assert shared_headers == [(b"content-type", b"application/json")]
 
 
-async def test_bound_for_logs_during_the_request_and_cleared_after() -> None:
+async def test_on_every_log_line_during_the_request_and_on_none_after(logs: Logs) -> None:
     seen: dict[str, object] = {}
+    log = structlog.get_logger("test")
 
     async def inner(scope: Scope, receive: Receive, send: Send) -> None:
-        seen["structlog"] = structlog.contextvars.get_contextvars().get("request_id")
+        log.info("before user")
+        bind_user_id(Request(scope), 7)
+        log.info("after user")
+        log.info("explicit", request_id="given")  # a field the call passes itself wins
         seen["var"] = current_request_id()
         seen["state"] = scope["state"]["request_id"]
         await responder()(scope, receive, send)
 
-    reply = await call(RequestIDMiddleware(inner), http_scope(headers=[("x-request-id", "r-1")]))
-    assert seen == {"structlog": "r-1", "var": "r-1", "state": "r-1"}
+    reply = await call(EdgeMiddleware(inner), http_scope(headers=[("x-request-id", "r-1")]))
+    log.info("after the request")
+    assert seen == {"var": "r-1", "state": "r-1"}
     assert reply.header("x-request-id") == "r-1"
-    assert "request_id" not in structlog.contextvars.get_contextvars()
+    fields = {line["event"]: (line.get("request_id"), line.get("user_id")) for line in logs}
+    assert fields == {
+        "before user": ("r-1", None),
+        "after user": ("r-1", "7"),
+        "explicit": ("given", "7"),
+        "after the request": (None, None),
+    }
     assert current_request_id() is None
 
 
-async def test_cleared_even_when_the_app_raises() -> None:
+async def test_cleared_even_when_the_app_raises(logs: Logs) -> None:
     async def failing(scope: Scope, receive: Receive, send: Send) -> None:
+        bind_user_id(Request(scope), 8)
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
-        await call(RequestIDMiddleware(failing), http_scope())
-    assert "request_id" not in structlog.contextvars.get_contextvars()
+        await call(EdgeMiddleware(failing), http_scope())
+    structlog.get_logger("test").info("after the request")
+    [line] = logs
+    assert "request_id" not in line
+    assert "user_id" not in line
     assert current_request_id() is None
 
 
@@ -85,7 +102,7 @@ async def test_non_http_scopes_pass_through_untouched() -> None:
         seen.append(scope)
 
     scope = {"type": "lifespan"}
-    await RequestIDMiddleware(inner)(scope, _never, _never_send)
+    await EdgeMiddleware(inner)(scope, _never, _never_send)
     assert seen == [{"type": "lifespan"}]
 
 
@@ -123,6 +140,6 @@ async def test_outbound_httpx_calls_carry_the_request_id(settings: Settings) -> 
         await responder()(scope, receive, send)
 
     async with client:
-        await call(RequestIDMiddleware(inner), http_scope(headers=[("x-request-id", "out-1")]))
+        await call(EdgeMiddleware(inner), http_scope(headers=[("x-request-id", "out-1")]))
         await client.get("http://upstream.invalid/")  # outside any request
     assert received == ["out-1", "explicit", None]

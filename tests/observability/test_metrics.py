@@ -1,13 +1,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from types import SimpleNamespace
+from typing import Any
 
+import pytest
 from arq.connections import ArqRedis
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import ConnectionPool
 
 from keel.middleware.metrics import MetricsMiddleware
-from keel.observability.metrics import Metrics
+from keel.observability.metrics import DURATION_BUCKETS, Metrics
 from keel.settings import Settings
 from tests.middleware.asgi import call, http_scope, responder
 from tests.middleware.conftest import Edge
@@ -104,7 +109,58 @@ async def test_unit_in_progress_goes_up_during_a_request_and_back_down() -> None
 
     task = asyncio.create_task(call(MetricsMiddleware(slow, metrics=metrics), http_scope()))
     await entered.wait()
-    assert metrics.requests_in_progress._value.get() == 1
+    assert value(generate_latest(metrics.registry).decode(), "http_requests_in_progress") == 1
     release.set()
     await task
-    assert metrics.requests_in_progress._value.get() == 0
+    assert value(generate_latest(metrics.registry).decode(), "http_requests_in_progress") == 0
+
+
+def _exported(registry: CollectorRegistry, prefix: str) -> dict[tuple[str, str], float]:
+    return {
+        (sample.name, sample.labels.get("le", "")): sample.value
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for sample in family.samples
+        if sample.name.startswith(prefix) and not sample.name.endswith("_created")
+    }
+
+
+def test_unit_flushed_counts_equal_prometheus_clients_own_and_are_moved_once() -> None:
+    """The request path counts in plain values; a flush (here: collecting the registry) must
+    give exactly what prometheus-client's own observe/inc would, bucket edges included, and
+    a second flush must not move the same requests again."""
+    metrics = Metrics()
+    reference = CollectorRegistry()
+    histogram = Histogram(
+        "http_request_duration_seconds", "", ["method", "route"], buckets=DURATION_BUCKETS,
+        registry=reference,
+    )  # fmt: skip
+    counter = Counter("http_requests", "", ["method", "route", "status"], registry=reference)
+    batches = [[0.0005, 0.001, 0.0011, 0.3], [10.0, 11.0, 0.001, 0.0]]
+    for batch in batches:
+        for seconds in batch:
+            metrics.observe_request("GET", "/x", 200, seconds)
+            histogram.labels("GET", "/x").observe(seconds)
+            counter.labels("GET", "/x", "200").inc()
+        for prefix in ("http_request_duration_seconds", "http_requests_total"):
+            ours, theirs = _exported(metrics.registry, prefix), _exported(reference, prefix)
+            assert ours.keys() == theirs.keys()
+            for key, value in theirs.items():  # the sum of seconds may differ in the last bit
+                assert ours[key] == (pytest.approx(value) if key[0].endswith("_sum") else value)
+
+
+async def test_unit_counts_are_flushed_by_the_refresh_task_and_at_its_shutdown() -> None:
+    metrics = Metrics()
+    resources: Any = SimpleNamespace(db=None, settings=SimpleNamespace(metrics_flush_interval=0.02))
+    moved = metrics.requests_total.labels("GET", "/x", "200")._value  # read without flushing
+    task = asyncio.create_task(metrics.run_refresh(resources, 60.0))
+    metrics.observe_request("GET", "/x", 200, 0.01)
+    for _ in range(500):  # the first tick flushes at once; 5 s for a loaded machine
+        if moved.get() == 1:
+            break
+        await asyncio.sleep(0.01)
+    assert moved.get() == 1
+    metrics.observe_request("GET", "/x", 200, 0.01)
+    task.cancel()  # the lifespan's shutdown; the task gets no tick in between
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert moved.get() == 2

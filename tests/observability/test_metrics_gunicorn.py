@@ -11,14 +11,20 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
+from keel.observability.metrics import FLUSH_INTERVAL
 from keel.settings import Settings
 from tests.helpers.worker import settings_env
 from tests.middleware.rawhttp import ConnectionLost, KeepAliveConnection
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUESTS = 300
+# Each worker flushes its counts every FLUSH_INTERVAL; a scrape answered by one worker sees the
+# other's within that, plus this margin for a loaded machine.
+MARGIN = 5.0
 
 
 def _free_port() -> int:
@@ -94,13 +100,38 @@ def _livez_count(text: str) -> float:
     return 0.0
 
 
+def _scrape(port: int) -> str:
+    status, body = _get(port, "/metrics")
+    assert status == 200
+    return body.decode()
+
+
+def _files_count(multiproc: Path) -> float:
+    """What the workers' files hold, merged here: read without a scrape, so without the flush a
+    scrape makes in the worker that answers it."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(multiproc))  # type: ignore[no-untyped-call]
+    return _livez_count(generate_latest(registry).decode())
+
+
+def _settled_count(port: int) -> float:
+    """The count once no worker has any left to flush: unchanged for two flush intervals."""
+    deadline = time.monotonic() + 2 * FLUSH_INTERVAL + MARGIN
+    count, since = _livez_count(_scrape(port)), time.monotonic()
+    while time.monotonic() - since < 2 * FLUSH_INTERVAL:
+        assert time.monotonic() < deadline, "the /livez count never settled"
+        time.sleep(FLUSH_INTERVAL / 4)
+        latest = _livez_count(_scrape(port))
+        if latest != count:
+            count, since = latest, time.monotonic()
+    return count
+
+
 @pytest.mark.slow
 def test_two_workers_count_every_request_once(gunicorn: tuple[int, Path]) -> None:
     port, multiproc = gunicorn
     # Readiness probing above sent some /livez requests already: measure from a baseline.
-    status, body = _get(port, "/metrics")
-    assert status == 200
-    before = _livez_count(body.decode())
+    before = _settled_count(port)
 
     # New connections, concurrently: the kernel hands them to either worker. Keep going until
     # both workers have served some (their counter files exist), so the sum proves the merge.
@@ -112,11 +143,17 @@ def test_two_workers_count_every_request_once(gunicorn: tuple[int, Path]) -> Non
             assert statuses == [200] * 100
             sent += 100
     assert len(list(multiproc.glob("counter_*.db"))) == 2
+    # Each worker moves its counts into its file within a flush interval, with nobody scraping:
+    # poll the files until they hold every request, never more.
+    expected = before + sent
+    deadline = time.monotonic() + FLUSH_INTERVAL + MARGIN
+    while (count := _files_count(multiproc)) != expected:
+        assert count < expected, (count, expected)
+        assert time.monotonic() < deadline, f"{count} of {expected} after the flush interval"
+        time.sleep(0.1)
     for _ in range(3):  # any worker answers the scrape, with the sum of both
-        status, body = _get(port, "/metrics")
-        assert status == 200
-        assert _livez_count(body.decode()) == before + sent
-    text = body.decode()
+        text = _scrape(port)
+        assert _livez_count(text) == expected
     workers = {
         sample.labels["pid"]
         for family in text_string_to_metric_families(text)

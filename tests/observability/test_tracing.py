@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 from keel.api.deps import get_database
 from keel.main import create_app
-from keel.observability.logging import add_trace_context
+from keel.observability.logging import CONTEXT_PROCESSORS, add_trace_context
 from keel.observability.tracing import new_tracer_provider
 from keel.settings import Settings
 from tests.helpers.database import TransactionBoundDatabase
@@ -130,9 +130,7 @@ async def test_log_lines_carry_the_trace_and_span_ids(
 ) -> None:
     _, client = traced
     exporter.clear()
-    with structlog.testing.capture_logs(
-        processors=[structlog.contextvars.merge_contextvars, add_trace_context]
-    ) as logs:
+    with structlog.testing.capture_logs(processors=list(CONTEXT_PROCESSORS)) as logs:
         await client.post("/livez", headers={"X-Request-ID": "trace-log"})  # 405: logged
     [line] = [entry for entry in logs if entry["event"] == "request"]
     [server] = _servers(exporter.get_finished_spans())

@@ -9,55 +9,37 @@ strings or bodies.
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Iterable
 from typing import Any
 
 import structlog
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from keel.middleware._asgi import route_template
 
 
-class AccessLogMiddleware:
+class AccessLog:
+    """Called by `keel.middleware.edge.EdgeMiddleware` once the response is complete."""
+
     def __init__(
         self,
-        app: ASGIApp,
         *,
         skip_paths: Iterable[str] = (),
         skip_sample_rate: float = 0.0,
         logger: Any = None,
     ) -> None:
-        self.app = app
         self.skip_paths = frozenset(skip_paths)
         self.skip_sample_rate = skip_sample_rate
         self.logger = logger if logger is not None else structlog.get_logger("keel.access")
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        started = time.perf_counter()
-        status = 500  # what the server answers if the app raises before responding
-
-        async def send_with_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_status)
-        finally:
-            if self._should_log(scope["path"], status):
-                self._log(scope, status, time.perf_counter() - started)
-
-    def _should_log(self, path: str, status: int) -> bool:
-        if path not in self.skip_paths or status >= 400:
-            return True
-        # Health and metrics endpoints: a sample (0.0 = none), but their failures always.
-        return self.skip_sample_rate > 0 and random.random() < self.skip_sample_rate  # noqa: S311
+    def record(self, scope: Scope, status: int, seconds: float) -> None:
+        if (
+            scope["path"] not in self.skip_paths
+            or status >= 400
+            # Health and metrics endpoints: a sample (0.0 = none), but their failures always.
+            or (self.skip_sample_rate > 0 and random.random() < self.skip_sample_rate)  # noqa: S311
+        ):
+            self._log(scope, status, seconds)
 
     def _log(self, scope: Scope, status: int, seconds: float) -> None:
         state = scope.get("state") or {}

@@ -10,14 +10,14 @@ A route declares its own policy with `openapi_extra=cache_policy("public, max-ag
 s-maxage=300")` (it also shows in the OpenAPI document); it applies to its successful GET/HEAD
 responses. Every storable GET/HEAD response gets `Vary: Authorization, Accept-Encoding`, merged
 with any `Vary` already there, so no shared cache serves one caller's or one encoding's copy to
-another.
+another. Applied by `keel.middleware.edge.EdgeMiddleware` to every response start.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 CACHE_POLICY_KEY = "x-cache-control"
 
@@ -33,12 +33,20 @@ def cache_policy(value: str) -> dict[str, Any]:
     return {CACHE_POLICY_KEY: value}
 
 
+# Declared policies, encoded once each: they are string literals in route decorators, so this
+# holds as many entries as the code declares, never one per request.
+_encoded_policies: dict[str, bytes] = {}
+
+
 def _declared(scope: Scope) -> bytes | None:
     extra = getattr(scope.get("route"), "openapi_extra", None)
     if extra:
         value = extra.get(CACHE_POLICY_KEY)
         if isinstance(value, str):
-            return value.encode("latin-1")
+            encoded = _encoded_policies.get(value)
+            if encoded is None:
+                encoded = _encoded_policies[value] = value.encode("latin-1")
+            return encoded
     return None
 
 
@@ -56,52 +64,57 @@ def _merge_vary(current: bytes | None) -> bytes:
     return (text + "".join(f", {name}" for name in missing)).encode("latin-1")
 
 
-class CacheControlMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        is_read = scope["method"] in _READS
-
-        async def send_with_policy(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = self._apply(scope, is_read, message)
-            await send(message)
-
-        await self.app(scope, receive, send_with_policy)
-
-    @staticmethod
-    def _apply(scope: Scope, is_read: bool, message: Message) -> list[tuple[bytes, bytes]]:
-        headers = list(message.get("headers", ()))
-        cache_control = vary = None
-        vary_at = -1
-        # Names are lower-case in ASGI responses (Starlette lowercases them).
-        for index, (name, value) in enumerate(headers):
-            if name == b"cache-control":
-                cache_control = value
-            elif name == b"vary":
-                vary, vary_at = value, index
-        if cache_control is None:
-            if not is_read or message["status"] >= 400:
-                cache_control = NO_STORE
-            else:
-                cache_control = _declared(scope) or _credentialed(scope)
-            headers.append((b"cache-control", cache_control))
-        if is_read and cache_control is not NO_STORE and b"no-store" not in cache_control:
-            merged = _merge_vary(vary)
-            if vary_at >= 0:
-                headers[vary_at] = (b"vary", merged)
-            else:
-                headers.append((b"vary", merged))
-        return headers
+# What a response that set neither Cache-Control nor Vary gets (the common case), built once.
+_NO_STORE_HEADERS = ((b"cache-control", NO_STORE),)
+_PRIVATE_HEADERS = ((b"cache-control", PRIVATE), (b"vary", _VARY))
+_REVALIDATE_HEADERS = ((b"cache-control", REVALIDATE), (b"vary", _VARY))
+# The response headers that send a response down `add_cache_headers` instead.
+NAMES = frozenset({b"cache-control", b"vary"})
 
 
-def _credentialed(scope: Scope) -> bytes:
-    for name, _ in scope["headers"]:
-        if name in (b"authorization", b"cookie"):
-            return PRIVATE
-    return REVALIDATE
+def default_cache_headers(
+    scope: Scope, status: int, credentialed: bool
+) -> tuple[tuple[bytes, bytes], ...]:
+    """The headers for a response that set neither Cache-Control nor Vary itself.
+
+    `credentialed`: the request carries Authorization or Cookie (the edge layer finds out in
+    the scan of the request headers it makes anyway for X-Request-ID).
+    """
+    if status >= 400 or scope["method"] not in _READS:
+        return _NO_STORE_HEADERS
+    declared = _declared(scope)
+    if declared is not None:
+        if b"no-store" in declared:
+            return ((b"cache-control", declared),)
+        return ((b"cache-control", declared), (b"vary", _VARY))
+    return _PRIVATE_HEADERS if credentialed else _REVALIDATE_HEADERS
+
+
+def add_cache_headers(
+    headers: list[tuple[bytes, bytes]], scope: Scope, status: int, credentialed: bool
+) -> None:
+    """Cache-Control (unless the response set one) and, on storable reads, the merged Vary."""
+    cache_control = vary = None
+    # Names are lower-case in ASGI responses (Starlette lowercases them).
+    for name, value in headers:
+        if name == b"cache-control":
+            cache_control = value
+        elif name == b"vary":
+            vary = value
+    is_read = scope["method"] in _READS
+    if cache_control is None:
+        if not is_read or status >= 400:
+            cache_control = NO_STORE
+        else:
+            cache_control = _declared(scope) or (PRIVATE if credentialed else REVALIDATE)
+        headers.append((b"cache-control", cache_control))
+    if is_read and cache_control is not NO_STORE and b"no-store" not in cache_control:
+        if vary is None:
+            headers.append((b"vary", _VARY))
+        else:  # rare: merge into the response's own (the last one, if it sent several)
+            at = max(index for index, (name, _) in enumerate(headers) if name == b"vary")
+            headers[at] = (b"vary", _merge_vary(vary))
+
+
+# Request headers that make a read private to its caller.
+CREDENTIALS = frozenset({b"authorization", b"cookie"})

@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+
+@dataclass(frozen=True)
+class GZip:
+    """GZip settings for `keel.middleware.body_limit.BodyLimitMiddleware`, which runs Starlette's
+    GZipMiddleware around the body limit when the request accepts gzip (what Keel installs:
+    one layer and one header scan instead of this one and the limit's)."""
+
+    minimum_size: int
+    compresslevel: int
 
 
 class GZipIfAccepted:

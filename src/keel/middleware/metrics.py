@@ -1,4 +1,9 @@
-"""HTTP metrics: requests by method/route template/status, duration histogram, in progress."""
+"""HTTP metrics: requests by method/route template/status, duration histogram, in progress.
+
+`RequestMetrics` is what `keel.middleware.edge.EdgeMiddleware` calls around every request.
+`MetricsMiddleware` is the same concern as a layer of its own, for an app that wants the metrics
+and nothing else of Keel's edge (and for unit tests of this concern alone).
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,29 @@ from keel.middleware._asgi import route_template
 from keel.observability.metrics import KNOWN_METHODS, OTHER_METHOD, Metrics
 
 
+class RequestMetrics:
+    """Counts in plain Python values (`Metrics.observe_request`, `Metrics.in_progress`);
+    `Metrics.flush` moves them into prometheus-client's before every scrape and every second."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.observe = metrics.observe_request
+
+    def begin(self) -> None:
+        self.metrics.in_progress += 1
+
+    def end(self, scope: Scope, status: int, seconds: float) -> None:
+        self.metrics.in_progress -= 1
+        method = scope["method"]
+        if method not in KNOWN_METHODS:
+            method = OTHER_METHOD  # arbitrary methods must not mint label values
+        self.observe(method, route_template(scope), status, seconds)
+
+
 class MetricsMiddleware:
     def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
         self.app = app
-        self.metrics = metrics
-        self.in_progress = metrics.in_progress_value
+        self.metrics = RequestMetrics(metrics)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -29,14 +52,9 @@ class MetricsMiddleware:
                 status = message["status"]
             await send(message)
 
-        self.in_progress.inc(1)
+        self.metrics.begin()
         started = time.perf_counter()
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            elapsed = time.perf_counter() - started
-            self.in_progress.inc(-1)
-            method = scope["method"]
-            if method not in KNOWN_METHODS:
-                method = OTHER_METHOD  # arbitrary methods must not mint label values
-            self.metrics.observe_request(method, route_template(scope), status, elapsed)
+            self.metrics.end(scope, status, time.perf_counter() - started)

@@ -1,62 +1,46 @@
-"""Request ID: accept a safe incoming `X-Request-ID` or make one; echo it on every response."""
+"""Request ID: accept a safe incoming `X-Request-ID` or make one; echo it on every response.
+
+Applied by `keel.middleware.edge.EdgeMiddleware`, the outermost of Keel's layers, so every
+response below it (413, 404, 500, CORS preflight) carries the id. The edge layer finds the
+incoming header in the one scan of the request headers it makes (`HEADER`), and for the
+duration of the request the id is in `scope["state"]["request_id"]` (read by the problem
+documents and the access log) and in `keel.observability.context.request_id_var` (every log
+line, through the logging processor `add_request_context`; outbound httpx calls; enqueued jobs).
+`bind` sets both, `release` resets the variable and clears the user id `bind_user_id` may have
+set. With tracing on the id is also set on the server span.
+"""
 
 from __future__ import annotations
 
-import structlog
+from contextvars import Token
+
 from opentelemetry import trace
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
-from keel.observability.context import accept_request_id, request_id_var
+from keel.observability.context import accept_request_id, request_id_var, user_id_var
 
-_HEADER = b"x-request-id"
+HEADER = b"x-request-id"
+
+__all__ = ["HEADER", "accept_request_id", "bind", "release"]
+
+_set_request_id = request_id_var.set
+_reset_request_id = request_id_var.reset
 
 
-class RequestIDMiddleware:
-    """Outermost of Keel's layers, so every response below it (413, 500, preflight) carries it.
+def bind(scope: Scope, request_id: str, *, tracing: bool) -> Token[str | None]:
+    """Make the id visible to everything that runs for this request; `release` undoes it."""
+    state = scope.get("state")
+    if state is None:
+        state = scope["state"] = {}
+    state["request_id"] = request_id
+    if tracing:
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attribute("request_id", request_id)
+    return _set_request_id(request_id)
 
-    For the duration of the request the id is in `scope["state"]["request_id"]` (read by the
-    problem documents and the access log), in structlog's contextvars (every log line) and in
-    `keel.observability.context.request_id_var` (outbound httpx calls, enqueued jobs); all three
-    are cleared when the request ends. With tracing on it is also set on the server span.
-    """
 
-    def __init__(self, app: ASGIApp, *, tracing: bool = False) -> None:
-        self.app = app
-        self.tracing = tracing
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        raw = None
-        for name, value in scope["headers"]:
-            if name == _HEADER:
-                raw = value
-                break
-        request_id = accept_request_id(raw)
-        state = scope.get("state")
-        if state is None:
-            state = scope["state"] = {}
-        state["request_id"] = request_id
-        response_header = (_HEADER, request_id.encode("latin-1"))
-        if self.tracing:
-            span = trace.get_current_span()
-            if span.is_recording():
-                span.set_attribute("request_id", request_id)
-
-        async def send_with_request_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                # A new list: the response object's own header list is never mutated.
-                message["headers"] = [*message.get("headers", ()), response_header]
-            await send(message)
-
-        var_token = request_id_var.set(request_id)
-        log_tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
-        try:
-            await self.app(scope, receive, send_with_request_id)
-        finally:
-            structlog.contextvars.reset_contextvars(**log_tokens)
-            request_id_var.reset(var_token)
-            if "user_id" in state:  # bound by keel.observability.context.bind_user_id
-                structlog.contextvars.unbind_contextvars("user_id")
+def release(scope: Scope, token: Token[str | None]) -> None:
+    _reset_request_id(token)
+    if "user_id" in scope["state"]:  # set by keel.observability.context.bind_user_id
+        user_id_var.set(None)

@@ -1,4 +1,7 @@
-"""Security headers on every response; a stricter CSP for the API than for the docs pages."""
+"""Security headers on every response; a stricter CSP for the API than for the docs pages.
+
+Applied by `keel.middleware.edge.EdgeMiddleware` to every response start, errors included.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from fastapi.openapi.docs import get_swagger_ui_html
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # JSON needs no sources at all; nobody may frame it.
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
@@ -65,40 +67,30 @@ def _headers(csp: str, hsts_max_age: int | None) -> list[tuple[bytes, bytes]]:
     return headers
 
 
-class SecurityHeadersMiddleware:
-    """Adds each header unless the response already set it (a route may choose its own CSP)."""
+class SecurityHeaders:
+    """The header lists, built once; `for_path` (the response set none of `names`, the common
+    case) or `add_to` (it did) runs on every response start.
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        docs_paths: Iterable[str] = (),
-        hsts_max_age: int | None = None,
-    ) -> None:
-        self.app = app
+    A response that already set one of these headers keeps its own (a route may choose its own
+    CSP); every other one is added.
+    """
+
+    def __init__(self, *, docs_paths: Iterable[str] = (), hsts_max_age: int | None = None) -> None:
         self.docs_paths = frozenset(docs_paths)
         self.api_headers = _headers(API_CSP, hsts_max_age)
         self.docs_headers = _headers(docs_csp(), hsts_max_age)
         self.names = frozenset(name for name, _ in self.api_headers)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    def for_path(self, path: str) -> list[tuple[bytes, bytes]]:
+        """Every header, for a response that set none of them (checked by the caller)."""
+        return self.docs_headers if path in self.docs_paths else self.api_headers
 
-        extra = self.docs_headers if scope["path"] in self.docs_paths else self.api_headers
+    def add_to(self, headers: list[tuple[bytes, bytes]], path: str) -> None:
+        extra = self.docs_headers if path in self.docs_paths else self.api_headers
         names = self.names
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", ()))
-                # Names are lower-case in ASGI responses (Starlette lowercases them).
-                present = [key for key, _ in headers if key in names]
-                if present:
-                    headers.extend(item for item in extra if item[0] not in present)
-                else:
-                    headers.extend(extra)
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+        # Names are lower-case in ASGI responses (Starlette lowercases them).
+        present = [name for name, _ in headers if name in names]
+        if present:
+            headers.extend(item for item in extra if item[0] not in present)
+        else:
+            headers.extend(extra)

@@ -15,7 +15,28 @@ from typing import Any
 import structlog
 from opentelemetry import trace
 
+from keel.observability.context import request_id_var, user_id_var
 from keel.settings import Environment, Settings
+
+_current_request_id = request_id_var.get
+_current_user_id = user_id_var.get
+
+
+def add_request_context(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """request_id and user_id of the request being served (`keel.observability.context`).
+
+    Read from the two ContextVars the middleware and `bind_user_id` set, so nothing is bound
+    into structlog per request; a field the call passed itself wins, as with contextvars.
+    """
+    request_id = _current_request_id()
+    if request_id is not None and "request_id" not in event_dict:
+        event_dict["request_id"] = request_id
+    user_id = _current_user_id()
+    if user_id is not None and "user_id" not in event_dict:
+        event_dict["user_id"] = user_id
+    return event_dict
 
 
 def add_trace_context(
@@ -32,9 +53,16 @@ def add_trace_context(
     return event_dict
 
 
-_SHARED_PROCESSORS: list[structlog.types.Processor] = [
+# What every line gets from the context it is written in: structlog's contextvars (the worker
+# binds job_id), the request's id and user, the trace. Also used by the tests' log captures.
+CONTEXT_PROCESSORS: tuple[structlog.types.Processor, ...] = (
     structlog.contextvars.merge_contextvars,
+    add_request_context,
     add_trace_context,
+)
+
+_SHARED_PROCESSORS: list[structlog.types.Processor] = [
+    *CONTEXT_PROCESSORS,
     structlog.processors.add_log_level,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
 ]

@@ -11,15 +11,29 @@ each worker publishes its own as gauges with a `pid` label.
 
 Labels stay low-cardinality: `route` is the route template (`/api/v1/items/{item_id}`), every
 unmatched path shares `unmatched`, and unknown HTTP methods share `other`.
+
+The request path never calls prometheus-client: `observe_request` and `in_progress` count in
+plain ints and floats (prometheus-client takes a lock on every increment: measured, its five
+increments per request were a third of the edge layer's work). `flush` moves what was counted
+into the prometheus-client values:
+
+* before every exposition this process serves (`exposition`), and whenever anything collects
+  `registry` (a collector registered first flushes), so a scrape of this process is exact;
+* every METRICS_FLUSH_INTERVAL seconds (1 s) from the lifespan's `run_refresh` task, so with
+  several gunicorn workers a scrape answered by another worker lags this one by at most that;
+* when that task is cancelled (lifespan shutdown), so a worker that exits cleanly loses nothing.
+  A worker killed without its lifespan shutdown loses at most the last interval's counts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 from prometheus_client import (
@@ -49,6 +63,9 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 # Seconds. Dense below 100 ms where an API's requests live; the tail up to the 10 s budgets.
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 QUEUE_DEPTH_TIMEOUT = 0.5
+# The default of Settings.metrics_flush_interval (METRICS_FLUSH_INTERVAL): seconds between flushes
+# of the request counts into prometheus-client's values, the most another worker's scrape lags.
+FLUSH_INTERVAL = 1.0
 
 
 def multiprocess_dir() -> str | None:
@@ -56,16 +73,21 @@ def multiprocess_dir() -> str | None:
 
 
 class Metrics:
-    """The metric objects of one app, with label children cached for the request path.
+    """The metric objects of one app, and the plain counts the request path keeps for them.
 
-    `prometheus_client`'s `.labels()` takes a lock and builds a key on every call; the middleware
-    instead looks its children up in a plain dict keyed by the label values it already holds.
+    The request path (`keel.middleware`) only touches `in_progress` and `observe_request`, on the
+    event loop's thread; `flush` (any thread, serialized by its own lock) moves the counts into
+    the prometheus-client values. The counts are cumulative and only ever grow, and `flush`
+    moves the difference since its last run, so a flush never loses a request counted while it
+    runs: it is moved by the next one.
     """
 
     def __init__(self) -> None:
         self.multiprocess = multiprocess_dir() is not None
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
+        # First in the registry: whatever collects it (an exposition, a test) sees fresh values.
+        registry.register(_FlushFirst(self))
         self.requests_total = Counter(
             "http_requests",
             "HTTP requests answered, by method, route template and status",
@@ -129,37 +151,51 @@ class Metrics:
         else:
             for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
                 registry.register(collector)
-        # Hot path: the value objects behind each label child, looked up in a plain dict.
-        # `.labels()` takes a lock and builds a key on every call, and `inc`/`observe` re-check
-        # on every call what holds once the child exists; measured, the public calls were a
-        # third of the whole edge's per-request work. The values incremented are the very ones
-        # prometheus_client exposes (tests/observability pin this down).
-        self._request_counts: dict[tuple[str, str, int], Any] = {}
-        self._durations: dict[tuple[str, str], tuple[Any, list[Any], list[float]]] = {}
-        self.in_progress_value: Any = self.requests_in_progress._value
+        # Request path: plain Python values, moved into the metrics above by `flush`.
+        self.in_progress = 0
+        # (method, route, status) -> [sum of seconds, count in bucket 0, ..., count in +Inf],
+        # cumulative; the buckets are not cumulative (prometheus-client's own layout).
+        self._requests: dict[tuple[str, str, int], list[float]] = {}
+        self._bounds = (*DURATION_BUCKETS, float("inf"))
+        # What `flush` has already moved, per key, and the prometheus-client values it moves to.
+        self._flushed: dict[tuple[str, str, int], list[float]] = {}
+        self._flush_lock = threading.Lock()
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        key = (method, route, status)
-        count = self._request_counts.get(key)
-        if count is None:
-            counter = self.requests_total.labels(method, route, str(status))
-            count = self._request_counts[key] = counter._value
-        count.inc(1)
-        duration_key = (method, route)
-        histogram = self._durations.get(duration_key)
-        if histogram is None:
-            child = self.request_duration.labels(method, route)
-            histogram = self._durations[duration_key] = (
-                child._sum,
-                child._buckets,
-                list(child._upper_bounds),
-            )
-        total, buckets, bounds = histogram
-        total.inc(seconds)
-        for index, bound in enumerate(bounds):
-            if seconds <= bound:
-                buckets[index].inc(1)
-                break
+        """Count one answered request (hot path: a dict lookup and three list updates)."""
+        record = self._requests.get((method, route, status))
+        if record is None:
+            record = self._requests[(method, route, status)] = [0.0] * (len(self._bounds) + 1)
+        record[0] += seconds
+        record[bisect_left(self._bounds, seconds) + 1] += 1
+
+    def flush(self) -> None:
+        """Move the counts since the last flush into the prometheus-client values."""
+        with self._flush_lock:
+            self.requests_in_progress.set(self.in_progress)
+            # dict.copy and list slicing are single C calls: a consistent-enough snapshot even
+            # while the loop thread counts (a request counted after it is moved next time).
+            for key, record in self._requests.copy().items():
+                current = record[:]
+                previous = self._flushed.get(key)
+                if previous is None:
+                    previous = [0.0] * len(current)
+                if current == previous:
+                    continue
+                method, route, status = key
+                histogram = self.request_duration.labels(method, route)
+                buckets = histogram._buckets
+                requests = 0
+                for index in range(1, len(current)):
+                    delta = int(current[index] - previous[index])
+                    if delta:
+                        buckets[index - 1].inc(delta)
+                        requests += delta
+                if current[0] != previous[0]:
+                    histogram._sum.inc(current[0] - previous[0])
+                if requests:
+                    self.requests_total.labels(method, route, str(status)).inc(requests)
+                self._flushed[key] = current
 
     def refresh(self, resources: Resources | None) -> None:
         """Sample the values nobody increments: the pool's and (multiprocess) the process's."""
@@ -183,8 +219,12 @@ class Metrics:
                     self.process_open_fds.set(value)
 
     async def exposition(self, resources: Resources | None) -> bytes:
-        """The text exposition for a scrape: every worker's metrics plus the ARQ queue depth."""
+        """The text exposition for a scrape: every worker's metrics plus the ARQ queue depth.
+
+        This process's counts are flushed first (the registry's first collector does it again
+        for a single process; with several workers the merge reads the files, so it is here)."""
         self.refresh(resources)
+        self.flush()
         extra: list[Metric] = []
         if resources is not None:
             depth = await _queue_depth(resources)
@@ -204,13 +244,39 @@ class Metrics:
         return generate_latest(_Scrape(sources, extra))
 
     async def run_refresh(self, resources: Resources, interval: float) -> None:
-        """Background task of the lifespan: keep the sampled gauges fresh in every worker."""
-        while True:
-            try:
-                self.refresh(resources)
-            except Exception as exc:  # a sampling error must never end the loop
-                log.warning("metrics refresh failed", error=repr(exc))
-            await asyncio.sleep(interval)
+        """Background task of the lifespan: keep the sampled gauges fresh in every worker
+        (every `interval`), flush the request counts every `settings.metrics_flush_interval`,
+        and once more when cancelled at shutdown."""
+        flush_every = resources.settings.metrics_flush_interval
+        tick = min(interval, flush_every)
+        next_refresh = 0.0
+        try:
+            while True:
+                now = time.monotonic()
+                try:
+                    if now >= next_refresh:
+                        next_refresh = now + interval
+                        self.refresh(resources)
+                    self.flush()
+                except Exception as exc:  # a sampling error must never end the loop
+                    log.warning("metrics refresh failed", error=repr(exc))
+                await asyncio.sleep(tick)
+        finally:
+            self.flush()  # shutdown: nothing counted may stay behind
+
+
+class _FlushFirst(Collector):
+    """Registered first in the registry: collecting it flushes the counts, yielding nothing."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        self._metrics.flush()
+        return iter(())
 
 
 class _Scrape(Collector):
