@@ -45,13 +45,28 @@ _LUA = """
 wrk.method = %(method)s
 wrk.body = %(body)s
 %(headers)s
+-- Which statuses other than the expected one came back (a failed run says which).
+unexpected = {}
+response = function(status, headers, body)
+  if status ~= %(status)d then unexpected[status] = (unexpected[status] or 0) + 1 end
+end
+threads = {}
+setup = function(thread) table.insert(threads, thread) end
 done = function(summary, latency, requests)
   local e = summary.errors
+  local seen = ""
+  for _, thread in ipairs(threads) do
+    for status, count in pairs(thread:get("unexpected")) do
+      seen = seen .. string.format("%%d:%%d ", status, count)
+    end
+  end
   io.write(string.format(
     'BENCH_JSON {"requests":%%d,"duration_us":%%d,"connect":%%d,"read":%%d,"write":%%d,' ..
-    '"status":%%d,"timeout":%%d,"p50_us":%%d,"p90_us":%%d,"p99_us":%%d,"max_us":%%d}\\n',
+    '"status":%%d,"timeout":%%d,"p50_us":%%d,"p90_us":%%d,"p99_us":%%d,"max_us":%%d,' ..
+    '"unexpected":"%%s"}\\n',
     summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max,
+    seen))
 end
 """
 
@@ -303,6 +318,7 @@ def wrk(base: str, request: Request, *, duration: float, connections: int, pin: 
         "method": _lua_string(request.method),
         "body": _lua_string(request.body),
         "headers": headers,
+        "status": request.status,
     }
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
         lua.write(script)
@@ -323,10 +339,18 @@ def wrk(base: str, request: Request, *, duration: float, connections: int, pin: 
         return Run(0, 0, 0, 0, 0, 0, True, f"wrk said: {completed.stdout}{completed.stderr}"[:500])
     data = json.loads(found.group(1))
     socket_errors = sum(data[k] for k in ("connect", "read", "write", "timeout"))
-    status_errors = int(data["status"])
+    unexpected = {
+        int(status): int(count)
+        for status, _, count in (pair.partition(":") for pair in data["unexpected"].split())
+    }
+    # wrk counts only statuses >= 400; a 200 where a 201 was expected is as wrong.
+    status_errors = max(int(data["status"]), sum(unexpected.values()))
     rps = data["requests"] / (data["duration_us"] / 1e6)
     failed = socket_errors > 0 or status_errors > 0 or data["requests"] == 0
-    note = f"{socket_errors} socket errors, {status_errors} bad statuses" if failed else ""
+    note = ""
+    if failed:
+        seen = ", ".join(f"{count} x {status}" for status, count in sorted(unexpected.items()))
+        note = f"{socket_errors} socket errors, {status_errors} bad statuses ({seen or 'none'})"
     return Run(
         rps,
         data["p50_us"] / 1000,
