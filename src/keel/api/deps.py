@@ -22,6 +22,7 @@ from starlette.requests import HTTPConnection
 from keel.auth.service import Principal, authenticate
 from keel.cache import Cache
 from keel.db.database import Database, Reader
+from keel.observability.context import bind_user_id
 from keel.resources import Resources
 from keel.settings import Settings
 from keel.users.service import require_admin
@@ -45,7 +46,8 @@ async def get_settings_dep(request: Request) -> Settings:
 
 
 async def get_database(request: Request) -> Database:
-    """Overridden in tests by a database bound to the test's rolled-back transaction."""
+    """The pool (`PoolDatabase`); tests put one bound to their rolled-back transaction in the
+    resources instead (`LifespanManager.use_database`)."""
     return _resources(request).db
 
 
@@ -110,7 +112,9 @@ class BearerAuthentication(OAuth2PasswordBearer):
     async def __call__(self, request: HTTPConnection) -> Principal:  # type: ignore[override]
         token = await super().__call__(request)
         resources = _resources(request)
-        return await authenticate(resources.db, resources.sessions, resources.settings, token)
+        user = await authenticate(resources.db, resources.sessions, resources.settings, token)
+        bind_user_id(request, user.user_id)  # the access log line and later log lines name it
+        return user
 
 
 get_current_user = BearerAuthentication(
