@@ -243,8 +243,16 @@ class Leases:
             source.unused += term.reserved
         if window.end == 0:  # refused, and the window does not exist: nothing to book
             return window
+        # Redis ignored an allowed reservation: the window it was taken from is gone, even if
+        # the new one happens to end in the same millisecond (a key cleared and recreated at
+        # once), so its lease must not be topped up with hits of the new window.
+        window_gone = allowed and term.reserved > 0 and not window.kept
         current = self._leases.get(check.key)
-        if current is not None and current.window == window.end:
+        if (
+            current is not None
+            and current.window == window.end
+            and not (window_gone and current is source)
+        ):
             current.unused += window.granted
             current.counted = max(current.counted, window.count)
         elif window.granted or (allowed and lease_size(check.amount, self.max_lease)):
