@@ -15,13 +15,14 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from keel.observability.metrics import FLUSH_INTERVAL
 from keel.settings import Settings
 from tests.helpers.worker import settings_env
 from tests.middleware.rawhttp import ConnectionLost, KeepAliveConnection
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUESTS = 300
+# The workers run with the test settings, which keep METRICS_FLUSH_INTERVAL's default.
+FLUSH_INTERVAL: float = Settings.model_fields["metrics_flush_interval"].default
 # Each worker flushes its counts every FLUSH_INTERVAL; a scrape answered by one worker sees the
 # other's within that, plus this margin for a loaded machine.
 MARGIN = 5.0

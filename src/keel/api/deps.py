@@ -28,17 +28,16 @@ from keel.settings import Settings
 from keel.users.service import require_admin
 
 
-async def get_resources(request: Request) -> Resources:
-    resources: Resources = request.state.resources
-    return resources
-
-
-ResourcesDep = Annotated[Resources, Depends(get_resources)]
-
-
 def _resources(request: HTTPConnection) -> Resources:
     resources: Resources = request.state.resources
     return resources
+
+
+async def get_resources(request: Request) -> Resources:
+    return _resources(request)
+
+
+ResourcesDep = Annotated[Resources, Depends(get_resources)]
 
 
 async def get_settings_dep(request: Request) -> Settings:

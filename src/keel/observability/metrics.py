@@ -63,9 +63,6 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 # Seconds. Dense below 100 ms where an API's requests live; the tail up to the 10 s budgets.
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 QUEUE_DEPTH_TIMEOUT = 0.5
-# The default of Settings.metrics_flush_interval (METRICS_FLUSH_INTERVAL): seconds between flushes
-# of the request counts into prometheus-client's values, the most another worker's scrape lags.
-FLUSH_INTERVAL = 1.0
 
 
 def multiprocess_dir() -> str | None:
