@@ -305,7 +305,10 @@ async def test_forged_or_foreign_cursors_are_400(
 
 
 async def test_conditional_get(client: httpx.AsyncClient, account: Account) -> None:
-    item = await create(client, account)
+    created = await client.post(ITEMS, json={"title": "cached?"}, headers=account.headers)
+    assert created.headers["cache-control"] == "no-store"  # a write's answer is never stored
+    assert created.headers["etag"]
+    item = created.json()
     url = f"{ITEMS}/{item['id']}"
     read = await client.get(url, headers=account.headers)
     etag, modified = read.headers["etag"], read.headers["last-modified"]
@@ -315,6 +318,9 @@ async def test_conditional_get(client: httpx.AsyncClient, account: Account) -> N
         response = await client.get(url, headers={**account.headers, "If-None-Match": header})
         assert response.status_code == 304, header
         assert response.content == b""
+        # The 304 carries what the 200 would have (RFC 9110 15.4.5): validators and policy.
+        assert response.headers["etag"] == etag
+        assert response.headers["cache-control"] == "private, no-cache"
     other = await client.get(url, headers={**account.headers, "If-None-Match": '"nope"'})
     assert other.status_code == 200
     assert other.json() == item

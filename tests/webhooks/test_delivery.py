@@ -83,9 +83,10 @@ async def test_item_change_is_delivered_signed_and_the_receiver_verifies_it(
         assert len(receiver.requests) == 1
         # The job's log lines carry the id of the request that changed the item.
         request_id = created.headers["x-request-id"]
-        attempts = [line for line in worker.log().splitlines() if '"webhook attempt"' in line]
+        lines = [orjson.loads(line) for line in worker.log().splitlines() if line.startswith("{")]
+        attempts = [line for line in lines if line.get("event") == "webhook attempt"]
         assert attempts
-        assert all(f'"request_id": "{request_id}"' in line for line in attempts)
+        assert all(line["request_id"] == request_id for line in attempts)
 
 
 async def test_500_500_200_is_delivered_on_the_third_attempt(

@@ -12,6 +12,7 @@ import sys
 from collections.abc import MutableMapping
 from typing import Any
 
+import orjson
 import structlog
 from opentelemetry import trace
 
@@ -85,6 +86,17 @@ _ROUTED_LOGGERS = (
 _configured: tuple[bool, str, bool] | None = None
 
 
+def _text_renderer(settings: Settings) -> structlog.types.Processor:
+    """The renderer for stdlib records: a logging.Formatter must return text, not bytes."""
+    if settings.log_as_json:
+        return structlog.processors.JSONRenderer(serializer=_orjson_text)
+    return structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+
+
+def _orjson_text(value: Any, **options: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, **options).decode()
+
+
 def configure_logging(settings: Settings, *, force: bool = False) -> None:
     """Configure structlog and the stdlib root logger; a no-op when already configured alike.
 
@@ -101,10 +113,17 @@ def configure_logging(settings: Settings, *, force: bool = False) -> None:
     _configured = key
 
     renderer: structlog.types.Processor
+    logger_factory: structlog.types.WrappedLogger
     if settings.log_as_json:
-        renderer = structlog.processors.JSONRenderer()
+        # orjson straight to bytes, written to the byte stream: structlog's documented fast path
+        # (the access log line of every request is rendered here; ~2x cheaper than json.dumps).
+        renderer = structlog.processors.JSONRenderer(
+            serializer=orjson.dumps, option=orjson.OPT_NON_STR_KEYS
+        )
+        logger_factory = structlog.BytesLoggerFactory(sys.stderr.buffer)
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        logger_factory = structlog.PrintLoggerFactory(sys.stderr)
 
     structlog.configure(
         processors=[
@@ -118,7 +137,7 @@ def configure_logging(settings: Settings, *, force: bool = False) -> None:
             logging.getLevelNamesMapping()[settings.log_level]
         ),
         # Our own lines skip the stdlib logging machinery: ~11 us a line instead of ~29 us.
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=logger_factory,
         cache_logger_on_first_use=cache,
     )
 
@@ -129,7 +148,7 @@ def configure_logging(settings: Settings, *, force: bool = False) -> None:
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
-                renderer,
+                _text_renderer(settings),
             ],
         )
     )

@@ -9,6 +9,7 @@ versions the write may apply to, which the repository checks atomically.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Protocol
@@ -28,11 +29,12 @@ def etag(resource: Versioned) -> str:
 
 
 def validators(resource: Versioned) -> dict[str, str]:
-    """ETag and Last-Modified headers, and `private, no-cache`: caches must revalidate."""
+    """ETag and Last-Modified headers. Cache-Control is the edge's default policy
+    (`keel.middleware.cache`): `private, no-cache` on these authenticated reads (caches must
+    revalidate, with these validators), `no-store` on writes."""
     return {
         "ETag": etag(resource),
         "Last-Modified": format_datetime(resource.updated_at.astimezone(UTC), usegmt=True),
-        "Cache-Control": "private, no-cache",
     }
 
 
@@ -40,10 +42,10 @@ def _tags(header: str) -> list[str]:
     return [part.strip() for part in header.split(",") if part.strip()]
 
 
-def not_modified(
-    resource: Versioned, if_none_match: str | None, if_modified_since: str | None
-) -> bool:
+def not_modified(resource: Versioned, request_headers: Mapping[str, str]) -> bool:
     """True when the client's copy is current (answer 304). If-None-Match wins over the date."""
+    if_none_match = request_headers.get("if-none-match")
+    if_modified_since = request_headers.get("if-modified-since")
     if if_none_match is not None:
         current = etag(resource)
         return any(
