@@ -119,20 +119,22 @@ class Leases:
         self.local_admissions += 1
         return Outcome(True, tuple(windows))
 
-    def admit_one(self, check: Check, redis: RedisWindows) -> tuple[int, float] | None:
-        """`admit` for a request with one limit (most requests): (remaining, reset in), or
-        None: ask Redis. No Window or Outcome built and `live`/`low` inlined: this path is
-        most of what the limiter costs a request (bench/ratelimit.py)."""
-        lease = self._leases.get(check.key)
-        if lease is None or lease.unused < check.cost:
+    def admit_key(
+        self, key: str, amount: int, expiry: int, cost: int, redis: RedisWindows
+    ) -> tuple[int, float] | None:
+        """`admit` for a request with one limit (most requests), by the limit's parts: (remaining,
+        reset in), or None: ask Redis. No Check, Window or Outcome built and `live`/`low`
+        inlined: this path is most of what the limiter costs a request (bench/ratelimit.py)."""
+        lease = self._leases.get(key)
+        if lease is None or lease.unused < cost:
             return None
         now = time.monotonic()
         if now >= lease.ends_at:
             return None
-        lease.unused -= check.cost
-        remaining = lease.remaining(check.amount)
-        if lease.unused <= lease.size // 2 and check.key not in self._refilling:
-            self._refill_ahead(redis, check, lease)
+        lease.unused -= cost
+        remaining = lease.remaining(amount)
+        if lease.unused <= lease.size // 2 and key not in self._refilling:
+            self._refill_ahead(redis, Check(key, amount, expiry, cost), lease)
         self.local_admissions += 1
         return remaining, lease.ends_at - now
 

@@ -146,7 +146,7 @@ class PlannedLimit:
     expiry: int
     amount: int
     cost: int  # when not dynamic
-    amount_header: bytes  # RateLimit-Limit, encoded once
+    limit_header: tuple[bytes, bytes]  # RateLimit-Limit, encoded once
 
     @classmethod
     def of(cls, limit: Limit, scope: str, default_key: bool) -> PlannedLimit:
@@ -164,7 +164,7 @@ class PlannedLimit:
             expiry=item.get_expiry(),
             amount=item.amount,
             cost=limit.cost if isinstance(limit.cost, int) else 1,
-            amount_header=str(item.amount).encode(),
+            limit_header=(b"ratelimit-limit", b"%d" % item.amount),
         )
 
 
@@ -308,37 +308,51 @@ class Limiter(SlowapiLimiter):
 
     # --- the check ---
 
+    def admit_leased(
+        self, plan: RoutePlan, request: Request, guard: FailOpenRedis | None
+    ) -> Decision | None:
+        """Most requests: one limit, admitted from this process's lease, decided without a
+        coroutine, a Window or an Outcome (this path is most of what the limiter costs a
+        request, bench/ratelimit.py). None: not decidable here, `check` decides."""
+        single = plan.single
+        # Leases only while Redis is healthy: while it is seen down, decisions are the
+        # fallback's (and the breaker's probe), exactly as without leases.
+        if single is None or guard is None or guard.is_down:
+            return None
+        key = single.key_head + self._key_func(request) + single.key_tail
+        admitted = self.leases.admit_key(
+            key, single.amount, single.expiry, single.cost, self.redis_windows(guard)
+        )
+        if admitted is None:
+            return None
+        remaining, reset_in = admitted
+        return Decision(True, single, single.amount, remaining, reset_in, "redis")
+
     async def check(
         self, plan: RoutePlan, request: Request, guard: FailOpenRedis | None
     ) -> Decision | None:
         """Count the request against its route's limits; None when every limit is exempt.
 
-        Redis when the fail-open client allows it; otherwise, or when Redis fails or is slow
-        (socket timeouts, then this call's own deadline), process memory. Never raises for a
-        storage problem, never waits longer than about two Redis timeouts.
+        From a lease when one covers it (`admit_leased`); else Redis when the fail-open client
+        allows it; otherwise, or when Redis fails or is slow (socket timeouts, then this call's
+        own deadline), process memory. Never raises for a storage problem, never waits longer
+        than about two Redis timeouts.
         """
         single = plan.single
         if single is None:
             checks, used = self._checks(plan, request)
             if not checks:
                 return None
-        else:
-            checks = [self._check(single, self._key_func(request), single.cost)]
-            used = [single]
-        # Leases only while Redis is healthy: while it is seen down, decisions are the
-        # fallback's (and the breaker's probe), exactly as without leases. Tried here, not
-        # in `_acquire`: most requests end here, and a coroutine call costs.
-        if guard is not None and not guard.is_down:
-            redis = self.redis_windows(guard)
-            if single is not None:
-                admitted = self.leases.admit_one(checks[0], redis)
-                if admitted is not None:  # most requests: no Window, Outcome, _decide
-                    remaining, reset_in = admitted
-                    return Decision(True, single, single.amount, remaining, reset_in, "redis")
-            else:
-                leased = self.leases.admit(checks, redis)
+            if guard is not None and not guard.is_down:
+                leased = self.leases.admit(checks, self.redis_windows(guard))
                 if leased is not None:
                     return _decide(leased, used, "redis")  # counted in Redis when leased
+        else:
+            decision = self.admit_leased(plan, request, guard)
+            if decision is not None:
+                return decision
+            checks = [self._check(single, self._key_func(request), single.cost)]
+            used = [single]
         outcome, storage = await self._acquire(checks, guard)
         return _decide(outcome, used, storage)
 

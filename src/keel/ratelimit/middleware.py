@@ -139,20 +139,23 @@ class RateLimitMiddleware:
         state = scope.get("state")
         resources = state.get("resources") if state else None
         guard = getattr(resources, "fast_redis", None)
-        decision = await self.limiter.check(plan, request, guard)
+        # Most requests are decided from the lease without a coroutine (`admit_leased`).
+        decision = self.limiter.admit_leased(plan, request, guard)
         if decision is None:
-            await self.app(scope, receive, send)
-            return
+            decision = await self.limiter.check(plan, request, guard)
+            if decision is None:
+                await self.app(scope, receive, send)
+                return
+            if not decision.allowed:
+                if self.limiter.metrics is not None:
+                    self.limiter.metrics.limited.labels(plan.route).inc()
+                await self._refuse(decision, request, send)
+                return
         headers = _headers(decision)
-        if not decision.allowed:
-            if self.limiter.metrics is not None:
-                self.limiter.metrics.limited.labels(plan.route).inc()
-            await self._refuse(decision, request, send)
-            return
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", ()), *headers]}
+                message["headers"] = [*message.get("headers", ()), *headers]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -180,9 +183,9 @@ def _reset(decision: Decision) -> int:
     return reset_seconds(decision.reset_in)
 
 
-def _headers(decision: Decision) -> list[tuple[bytes, bytes]]:
-    return [
-        (b"ratelimit-limit", decision.limit.amount_header),
+def _headers(decision: Decision) -> tuple[tuple[bytes, bytes], ...]:
+    return (
+        decision.limit.limit_header,
         (b"ratelimit-remaining", b"%d" % decision.remaining),
-        (b"ratelimit-reset", b"%d" % _reset(decision)),
-    ]
+        (b"ratelimit-reset", b"%d" % reset_seconds(decision.reset_in)),
+    )
