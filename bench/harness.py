@@ -469,15 +469,22 @@ def failed_run(error: Exception) -> Run:
     return Run(0, 0, 0, 0, 0, 0, True, str(error)[:500])
 
 
+def pass_order(names: Sequence[str], number: int) -> list[str]:
+    """The variants of pass `number` (1-based): A-B, then B-A, and so on. A drift of the
+    machine's speed over a pass then favours no variant across a pair of passes, and the
+    variants compared by a ratio run close together in time."""
+    return list(names) if number % 2 == 1 else list(reversed(names))
+
+
 def alternate(scenario: Scenario, passes: int, measure: Callable[[str], Run]) -> Scenario:
-    """A/B/A/B: every pass measures each variant once, in the same order, before the next."""
+    """Every pass measures each variant once before the next pass (order: `pass_order`)."""
     for number in range(1, passes + 1):
-        for figure in scenario.figures:
+        for name in pass_order([figure.name for figure in scenario.figures], number):
             try:
-                run = measure(figure.name)
+                run = measure(name)
             except (RuntimeError, subprocess.SubprocessError, httpx.HTTPError) as error:
                 run = failed_run(error)
-            record(scenario, figure.name, number, run)
+            record(scenario, name, number, run)
     return scenario
 
 

@@ -5,7 +5,7 @@
 
 Method (bench/harness.py): each server is one uvicorn process (uvloop, httptools, no access log)
 pinned to CPU 0, wrk pinned to CPU 1; every variant is started fresh, checked once for its exact
-status, warmed up, then loaded; the variants of a scenario alternate A/B/A/B over >= 3 passes,
+status, warmed up, then loaded; the variants of a scenario alternate A-B, B-A, ... over >= 3 passes,
 ratios are computed within each pass and their median reported, with the medians of requests/s,
 p50 and p99 and the error counts. A run with socket errors or unexpected statuses is FAILED and
 left out of the medians. The gunicorn scenario (1 vs 2 workers) is not pinned: it uses both cores.
@@ -266,8 +266,10 @@ def items(env: Env, cfg: Settings, data: Seed, resources: dict[str, list[float]]
         harness.wait_status(servers[CONVENTIONAL], "/items", 401)
         harness.wait_status(servers[STARLETTE], "/items")
         for number in range(1, cfg.passes + 1):
-            for name, (_, _, _, prefix, headers) in apps.items():
-                for key, (_, make) in endpoints.items():
+            # Endpoint by endpoint, so the apps a ratio compares are loaded back to back.
+            for key, (_, make) in endpoints.items():
+                for name in harness.pass_order(list(apps), number):
+                    _, _, _, prefix, headers = apps[name]
                     request = make(prefix)
                     request = Request(
                         request.path, request.method, headers, request.body, request.status
