@@ -133,20 +133,26 @@ def machine() -> dict[str, Any]:
 
 def ensure_wrk() -> str:
     """wrk's path; installed from Debian's packages when missing and running as root."""
-    found = shutil.which("wrk")
+    return ensure_debian_tool("wrk", "wrk")
+
+
+def ensure_debian_tool(command: str, package: str) -> str:
+    """`command`'s path; `package` installed with apt-get when missing and running as root."""
+    found = shutil.which(command)
     if found:
         return found
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         raise SystemExit(
-            "wrk is not installed and cannot be installed here (needs root and apt-get): "
-            "install the `wrk` package (Debian/Ubuntu: apt-get install wrk) and run again"
+            f"{command} is not installed and cannot be installed here (needs root and apt-get): "
+            f"install the `{package}` package (Debian/Ubuntu: apt-get install {package}) and run "
+            "again"
         )
-    print("wrk is missing: apt-get install -y wrk", flush=True)
-    for command in (["apt-get", "update"], ["apt-get", "install", "-y", "wrk"]):
-        subprocess.run(command, capture_output=True, check=False, timeout=600)
-    found = shutil.which("wrk")
+    print(f"{command} is missing: apt-get install -y {package}", flush=True)
+    for step in (["apt-get", "update"], ["apt-get", "install", "-y", package]):
+        subprocess.run(step, capture_output=True, check=False, timeout=600)
+    found = shutil.which(command)
     if not found:
-        raise SystemExit("apt-get install wrk failed: install wrk and run again")
+        raise SystemExit(f"apt-get install {package} failed: install {command} and run again")
     return found
 
 

@@ -230,7 +230,7 @@ class Limiter(SlowapiLimiter):
         self.key_prefix = f"{settings.service_name}:ratelimit"
         self.local = LocalWindows()
         # RATE_LIMIT_LEASE_MAX caps a lease (None: 1% of the limit; 0: no leases, every hit
-        # counted in Redis one by one); read with a default until Settings declares it.
+        # counted in Redis one by one).
         self.leases = Leases(settings.rate_limit_lease_max)
         self.metrics = RateLimitMetrics(registry) if registry is not None else None
         self._redis: RedisWindows | None = None

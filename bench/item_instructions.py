@@ -1,0 +1,150 @@
+"""The item GET in CPU instructions: Keel vs FastAPI's own floor vs Starlette + asyncpg.
+
+    .venv/bin/python -m bench.item_instructions      # ~15 minutes; needs valgrind (apt-get)
+
+Requests/s on a shared 2-core VM swing by +-20% from run to run (other jobs, caches), and the
+item GET's ratio to the Starlette reference with them (0.27x-0.41x measured on one day with the
+same code). This is the deterministic figure beside it: each server is one uvicorn process
+(uvloop, httptools, no access log, the bench settings of bench/run.py) run under callgrind; a
+client sends N authenticated `GET .../items/{id}` over 8 keep-alive connections, then the server
+is stopped. The difference of the instruction totals for N = 200 and N = 800, / 600, is the
+server's instructions per request through the whole stack: HTTP parsing and writing, routing,
+middleware, auth, the asyncpg read, serialization. Start-up, warm-up and shutdown cancel out.
+
+* Starlette + asyncpg (bench/apps/starlette_asyncpg_item.py): the ceiling, as in bench/run.py.
+* FastAPI + asyncpg (bench/apps/fastapi_asyncpg_item.py): one dependency and a response model,
+  nothing else: what FastAPI itself costs for a route of this shape.
+* Keel: the full stack (auth with the revocation check, edge layer, access log, rate limit).
+
+On a CPU-bound server, requests/s go as the inverse of instructions per request (to within
+the difference in instructions per cycle), so the ratio of instructions predicts the requests/s
+ratio without the machine's noise. PostgreSQL and Redis as bench/run.py finds them; only
+127.0.0.1 traffic; every run is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from bench import harness
+from bench import run as bench_run
+
+LOW, HIGH = 200, 800
+CONNECTIONS = 8
+STARLETTE = "Starlette + asyncpg"
+FASTAPI = "FastAPI + asyncpg"
+KEEL = "Keel"
+TARGET = 0.35  # issue 3's requests/s target for Keel / Starlette + asyncpg
+
+
+def count(
+    target: str, env: dict[str, str], *, factory: bool, url: str, headers: dict[str, str], n: int
+) -> int:
+    """Instructions the server executed in its whole life while serving `n` requests."""
+    port = harness.free_port()
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch) / "callgrind.out"
+        command = [
+            "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+            sys.executable, "-m", "uvicorn", target, "--host", harness.HOST, "--port", str(port),
+            "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
+        ]  # fmt: skip
+        if factory:
+            command.append("--factory")
+        paths = f"{harness.ROOT}:{harness.ROOT / 'src'}"
+        with (Path(scratch) / "server.log").open("wb") as log:
+            server = subprocess.Popen(
+                command,
+                cwd=harness.ROOT,
+                env={**os.environ, **env, "PYTHONPATH": paths, "PYTHONHASHSEED": "0"},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            try:
+                base = f"http://{harness.HOST}:{port}"
+                wait_ready(server, base + url, headers)
+                asyncio.run(load(base + url, headers, n))
+            finally:
+                server.terminate()
+                server.wait(timeout=600)
+        found = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
+        if found is None:
+            raise RuntimeError("no instruction total in the callgrind output")
+        return int(found.group(1))
+
+
+def wait_ready(server: subprocess.Popen[bytes], url: str, headers: dict[str, str]) -> None:
+    deadline = time.monotonic() + 900  # start-up under callgrind is ~50x slower
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited with {server.returncode}")
+        try:
+            if httpx.get(url, headers=headers, timeout=60).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    raise RuntimeError("the server did not answer 200 in time")
+
+
+async def load(url: str, headers: dict[str, str], n: int) -> None:
+    limits = httpx.Limits(max_connections=CONNECTIONS)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+
+        async def connection(requests: int) -> None:
+            for _ in range(requests):
+                response = await client.get(url, headers=headers)
+                if response.status_code != 200:
+                    raise RuntimeError(f"{url} answered {response.status_code}")
+
+        await asyncio.gather(*(connection(n // CONNECTIONS) for _ in range(CONNECTIONS)))
+
+
+def main() -> int:
+    harness.ensure_debian_tool("valgrind", "valgrind")
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        bench_run.backing_services(Path(scratch)) as (database, redis),
+    ):
+        env = bench_run.Env(database, redis, 20, harness.free_port())
+        data = bench_run.seed(env)
+        reference = env.reference(data.owner)
+        auth = {"Authorization": f"Bearer {data.token}"}
+        apps = {
+            STARLETTE: ("bench.apps.starlette_asyncpg_item:app", reference, False, "/items", {}),
+            FASTAPI: ("bench.apps.fastapi_asyncpg_item:app", reference, False, "/items", {}),
+            KEEL: ("keel.main:create_app", env.keel(), True, "/api/v1/items", auth),
+        }
+        per_request: dict[str, float] = {}
+        for name, (target, app_env, factory, prefix, headers) in apps.items():
+            url = f"{prefix}/{data.item}"
+            low, high = (
+                count(target, app_env, factory=factory, url=url, headers=headers, n=n)
+                for n in (LOW, HIGH)
+            )
+            per_request[name] = (high - low) / (HIGH - LOW)
+            print(f"  {name:<22} {per_request[name] / 1000:8.1f}k instructions per GET", flush=True)
+    starlette = per_request[STARLETTE]
+    print(f"item GET, server instructions per request ({HIGH} - {LOW} requests, callgrind):")
+    for name, value in per_request.items():
+        ratio = starlette / value
+        print(f"  {name:<22} {value / 1000:8.1f}k   Starlette + asyncpg / it: {ratio:.3f}x")
+    ratio = starlette / per_request[KEEL]
+    verdict = "holds" if ratio >= TARGET else "MISSED"
+    print(
+        f"Keel in instructions: {ratio:.3f}x of Starlette + asyncpg (target {TARGET}x): {verdict}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
