@@ -19,11 +19,13 @@ from redis.asyncio import Redis
 from starlette.types import ASGIApp
 
 from keel.cache import FailOpenRedis, create_fast_redis_pool
+from keel.cache.failopen import RedisUnavailable
 from keel.main import create_app
 from keel.ratelimit import limit
 from keel.ratelimit.leases import Leases, lease_size, max_unused
 from keel.ratelimit.limiter import Limiter
 from keel.ratelimit.storage import Check, Outcome, RedisWindows
+from keel.resources import Resources
 from keel.settings import Settings
 from tests.auth.apps import derive_settings
 from tests.degradation.asgi_client import call
@@ -207,7 +209,7 @@ def add_leased_route(app: FastAPI) -> None:
 @pytest.fixture
 async def leased_app(
     settings: Settings, db_connection: asyncpg.Connection, redis: Redis
-) -> AsyncIterator[tuple[ASGIApp, FastAPI, TcpProxy]]:
+) -> AsyncIterator[tuple[ASGIApp, FastAPI, TcpProxy, Resources]]:
     target = urlsplit(settings.redis_url)
     assert target.hostname is not None
     assert target.port is not None
@@ -223,13 +225,13 @@ async def leased_app(
         add_leased_route(app)
         async with LifespanManager(app) as lifespan:
             with frozen_heap():
-                yield lifespan.asgi, app, proxy
+                yield lifespan.asgi, app, proxy, lifespan.state["resources"]
 
 
 async def test_redis_refused_mid_lease_falls_back_without_errors(
-    leased_app: tuple[ASGIApp, FastAPI, TcpProxy],
+    leased_app: tuple[ASGIApp, FastAPI, TcpProxy, Resources],
 ) -> None:
-    asgi, app, proxy = leased_app
+    asgi, app, proxy, _ = leased_app
     limiter: Limiter = app.state.limiter
     first = [await call(asgi, "GET", "/test/leased") for _ in range(3)]
     assert [answer.status for answer in first] == [200] * 3
@@ -246,4 +248,21 @@ async def test_redis_refused_mid_lease_falls_back_without_errors(
     fallback = app.state.metrics.registry.get_sample_value("ratelimit_fallback_decisions_total")
     assert fallback is not None
     assert fallback > 0
+    assert len(limiter.leases) == 0
+
+
+async def test_a_failure_seen_by_another_user_of_the_client_drops_the_leases(
+    leased_app: tuple[ASGIApp, FastAPI, TcpProxy, Resources],
+) -> None:
+    """The cache shares the limiter's fail-open client: if it meets the outage first, the
+    leases still go (a restarted Redis may have lost the counters they were counted in)."""
+    asgi, app, proxy, resources = leased_app
+    limiter: Limiter = app.state.limiter
+    assert [(await call(asgi, "GET", "/test/leased")).status for _ in range(3)] == [200] * 3
+    assert len(limiter.leases) == 1
+
+    await proxy.__aexit__(None, None, None)  # connections closed, the port refuses
+    with pytest.raises(RedisUnavailable):
+        await resources.fast_redis.run(lambda client: client.get("anything"))  # not the limiter
+
     assert len(limiter.leases) == 0

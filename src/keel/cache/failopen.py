@@ -85,7 +85,13 @@ class FailOpenRedis:
         self._last_warning = 0.0
         self._skipped = 0
         self.failures = 0
+        self._failure_listeners: list[Callable[[], None]] = []
         self._dedicated: Redis | None = None
+
+    def on_failure(self, listener: Callable[[], None]) -> None:
+        """Call `listener` on every failed call, whoever made it (state tied to this Redis,
+        such as the limiter's leases, is dropped there, once for all callers)."""
+        self._failure_listeners.append(listener)
 
     @property
     def is_down(self) -> bool:
@@ -166,6 +172,8 @@ class FailOpenRedis:
 
     def failed(self, permit: Permit, error: BaseException) -> None:
         self.failures += 1
+        for listener in self._failure_listeners:
+            listener()
         now = time.monotonic()
         if permit.probe:
             self._probing = False

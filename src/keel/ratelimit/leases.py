@@ -41,7 +41,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from keel.cache.failopen import RedisUnavailable
-from keel.ratelimit.storage import Check, Outcome, RedisWindows, Terms, Window
+from keel.ratelimit.storage import Check, Outcome, RedisWindows, Terms, Window, store_bounded
 
 LEASE_FRACTION = 100  # a lease is 1% of the limit (rounded down: none below 100)
 
@@ -199,8 +199,7 @@ class Leases:
         try:
             outcome = await redis.acquire([ask], [term])
         except RedisUnavailable:
-            # The guard has logged and counted it; the next request finds the breaker open.
-            self.clear()
+            # The guard has logged and counted it, and dropped the leases (`on_failure`).
             return
         finally:
             self._refilled(check.key)
@@ -282,10 +281,4 @@ class Leases:
         return lease
 
     def _store(self, key: str, lease: Lease, now: float) -> None:
-        if key not in self._leases and len(self._leases) >= self.max_keys:
-            for old in [name for name, value in self._leases.items() if not value.live(now)]:
-                del self._leases[old]
-            if len(self._leases) >= self.max_keys:
-                for old in list(self._leases)[: len(self._leases) // 2]:
-                    del self._leases[old]
-        self._leases[key] = lease
+        store_bounded(self._leases, key, lease, self.max_keys, lambda old: not old.live(now))

@@ -34,7 +34,7 @@ from starlette.requests import Request
 
 from keel.cache.failopen import FailOpenRedis, RedisUnavailable
 from keel.ratelimit.keys import ClientKey
-from keel.ratelimit.leases import Leases
+from keel.ratelimit.leases import Leases, lease_size
 from keel.ratelimit.storage import Check, LocalWindows, Outcome, RedisWindows
 from keel.settings import Settings
 
@@ -172,14 +172,20 @@ class PlannedLimit:
 class RoutePlan:
     route: str  # the route template: the metrics label
     limits: tuple[PlannedLimit, ...]
-    # The common case, decided on a shorter path: one limit, static cost, the default key.
+    # The common case, decided from the process's lease without a coroutine (`admit_leased`):
+    # one limit, static cost, the default key, and big enough to be leased.
     single: PlannedLimit | None = None
 
     @classmethod
-    def of(cls, route: str, limits: tuple[PlannedLimit, ...]) -> RoutePlan:
+    def of(cls, route: str, limits: tuple[PlannedLimit, ...], max_lease: int | None) -> RoutePlan:
         only = limits[0] if len(limits) == 1 else None
-        simple = only is not None and only.default_key and not only.dynamic
-        return cls(route, limits, only if simple else None)
+        leased = (
+            only is not None
+            and only.default_key
+            and not only.dynamic
+            and lease_size(only.amount, max_lease) > 0
+        )
+        return cls(route, limits, only if leased else None)
 
 
 class Decision(NamedTuple):
@@ -188,7 +194,6 @@ class Decision(NamedTuple):
     amount: int
     remaining: int
     reset_in: float
-    storage: str  # "redis" or "memory"
 
 
 class RateLimitMetrics:
@@ -304,7 +309,7 @@ class Limiter(SlowapiLimiter):
             if limit.per_method:
                 scope = f"{scope}:{method}"
             planned.append(PlannedLimit.of(limit, scope, limit.key_func is self._key_func))
-        return RoutePlan.of(route, tuple(planned)) if planned else None
+        return RoutePlan.of(route, tuple(planned), self.leases.max_lease) if planned else None
 
     # --- the check ---
 
@@ -313,7 +318,8 @@ class Limiter(SlowapiLimiter):
     ) -> Decision | None:
         """Most requests: one limit, admitted from this process's lease, decided without a
         coroutine, a Window or an Outcome (this path is most of what the limiter costs a
-        request, bench/ratelimit.py). None: not decidable here, `check` decides."""
+        request, bench/ratelimit.py). None: not decidable here; then `check` decides (the
+        middleware calls it only then)."""
         single = plan.single
         # Leases only while Redis is healthy: while it is seen down, decisions are the
         # fallback's (and the breaker's probe), exactly as without leases.
@@ -326,35 +332,28 @@ class Limiter(SlowapiLimiter):
         if admitted is None:
             return None
         remaining, reset_in = admitted
-        return Decision(True, single, single.amount, remaining, reset_in, "redis")
+        return Decision(True, single, single.amount, remaining, reset_in)
 
     async def check(
         self, plan: RoutePlan, request: Request, guard: FailOpenRedis | None
     ) -> Decision | None:
         """Count the request against its route's limits; None when every limit is exempt.
 
-        From a lease when one covers it (`admit_leased`); else Redis when the fail-open client
+        From the leases when they cover every limit; else Redis when the fail-open client
         allows it; otherwise, or when Redis fails or is slow (socket timeouts, then this call's
         own deadline), process memory. Never raises for a storage problem, never waits longer
         than about two Redis timeouts.
         """
-        single = plan.single
-        if single is None:
-            checks, used = self._checks(plan, request)
-            if not checks:
-                return None
-            if guard is not None and not guard.is_down:
-                leased = self.leases.admit(checks, self.redis_windows(guard))
-                if leased is not None:
-                    return _decide(leased, used, "redis")  # counted in Redis when leased
-        else:
-            decision = self.admit_leased(plan, request, guard)
-            if decision is not None:
-                return decision
-            checks = [self._check(single, self._key_func(request), single.cost)]
-            used = [single]
-        outcome, storage = await self._acquire(checks, guard)
-        return _decide(outcome, used, storage)
+        checks, used = self._checks(plan, request)
+        if not checks:
+            return None
+        # Leases only while Redis is healthy: while it is seen down, decisions are the
+        # fallback's (and the breaker's probe), exactly as without leases.
+        if guard is not None and not guard.is_down:
+            leased = self.leases.admit(checks, self.redis_windows(guard))
+            if leased is not None:
+                return _decide(leased, used)  # counted in Redis when leased
+        return _decide(await self._acquire(checks, guard), used)
 
     def _checks(self, plan: RoutePlan, request: Request) -> tuple[list[Check], list[PlannedLimit]]:
         """The request's checks, by slowapi's rules (exempt_when, callable costs, key
@@ -385,32 +384,31 @@ class Limiter(SlowapiLimiter):
             planned.key_head + key + planned.key_tail, planned.amount, planned.expiry, cost
         )
 
-    async def _acquire(
-        self, checks: list[Check], guard: FailOpenRedis | None
-    ) -> tuple[Outcome, str]:
+    async def _acquire(self, checks: list[Check], guard: FailOpenRedis | None) -> Outcome:
         if guard is not None and guard.available():
             redis = self.redis_windows(guard)
             try:
                 # No timeout of its own needed: every batch is bounded by the guard's deadline,
                 # and once Redis has failed the queued batches fail at once (breaker open).
-                return await self.leases.acquire(redis, checks), "redis"
+                return await self.leases.acquire(redis, checks)
             except RedisUnavailable as error:
-                # Its counters may be gone when it is back: start again from Redis then.
-                self.leases.clear()
                 if self.metrics is not None and not error.skipped:
                     self.metrics.storage_errors.inc()
         if self.metrics is not None:
             self.metrics.fallback.inc()
-        return self.local.acquire(checks), "memory"
+        return self.local.acquire(checks)
 
     def redis_windows(self, guard: FailOpenRedis) -> RedisWindows:
         """The Redis storage bound to this client (operators, tests)."""
         if self._redis is None or self._redis.guard is not guard:
             self._redis = RedisWindows(guard, self.key_prefix)
+            # Any failure of this client, whoever's call it was (the cache shares it), drops
+            # every lease: Redis's counters may be gone when it is back, so start from Redis.
+            guard.on_failure(self.leases.clear)
         return self._redis
 
 
-def _decide(outcome: Outcome, used: list[PlannedLimit], storage: str) -> Decision:
+def _decide(outcome: Outcome, used: list[PlannedLimit]) -> Decision:
     """Which limit the response describes: when refused, the exceeded limit that frees up last
     (so Retry-After is when the request can pass); else the one with the fewest requests left."""
     windows = outcome.windows
@@ -424,6 +422,4 @@ def _decide(outcome: Outcome, used: list[PlannedLimit], storage: str) -> Decisio
         chosen = max(exceeded or indexes, key=lambda i: windows[i].reset_in)
     planned, window = used[chosen], windows[chosen]
     amount = planned.amount
-    return Decision(
-        outcome.allowed, planned, amount, window.remaining(amount), window.reset_in, storage
-    )
+    return Decision(outcome.allowed, planned, amount, window.remaining(amount), window.reset_in)

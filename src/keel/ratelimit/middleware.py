@@ -166,7 +166,7 @@ class RateLimitMiddleware:
         detail = (message() if callable(message) else message) or (
             f"Rate limit exceeded: {decision.limit.item}."
         )
-        reset = _reset(decision)
+        reset = reset_seconds(decision.reset_in)
         error = TooManyRequests(reset, detail)
         error.headers.update(
             {
@@ -177,10 +177,6 @@ class RateLimitMiddleware:
         )
         response = render_app_error(request, error)
         await response(request.scope, request.receive, send)
-
-
-def _reset(decision: Decision) -> int:
-    return reset_seconds(decision.reset_in)
 
 
 def _headers(decision: Decision) -> tuple[tuple[bytes, bytes], ...]:

@@ -25,14 +25,16 @@ import asyncio
 import functools
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from limits.aio.storage import RedisStorage
 from redis.asyncio import Redis
 
 from keel.cache.failopen import FailOpenRedis, RedisUnavailable
+
+V = TypeVar("V")
 
 # Tuples, not dataclasses: several are built per request, and a NamedTuple is built in half the
 # time of a frozen dataclass.
@@ -298,16 +300,24 @@ class LocalWindows:
         )
 
     def _store(self, key: str, window: list[float], now: float) -> None:
-        if key not in self._windows and len(self._windows) >= self.max_keys:
-            for old in [name for name, value in self._windows.items() if value[1] <= now]:
-                del self._windows[old]
-            if len(self._windows) >= self.max_keys:
-                for old in list(self._windows)[: len(self._windows) // 2]:
-                    del self._windows[old]
-        self._windows[key] = window
+        store_bounded(self._windows, key, window, self.max_keys, lambda old: old[1] <= now)
 
     def __len__(self) -> int:
         return len(self._windows)
+
+
+def store_bounded(
+    entries: dict[str, V], key: str, value: V, max_keys: int, ended: Callable[[V], bool]
+) -> None:
+    """`entries[key] = value`, holding at most `max_keys` keys: when full, the ended entries go
+    first, then the oldest half (a process's memory stays bounded whatever keys clients send)."""
+    if key not in entries and len(entries) >= max_keys:
+        for old in [name for name, entry in entries.items() if ended(entry)]:
+            del entries[old]
+        if len(entries) >= max_keys:
+            for old in list(entries)[: len(entries) // 2]:
+                del entries[old]
+    entries[key] = value
 
 
 def reset_seconds(reset_in: float) -> int:
