@@ -43,7 +43,8 @@ def install_middleware(
                                  request instead of five (measured in docs/edge.md).
     2. CORS                      outside the body limit and the error layer, so browsers can
                                  read their 413 and 500 problem documents.
-    3. GZip + BodyLimit          one layer, one scan of the request headers: when the request
+    3. GZip + BodyLimit          one layer, one scan of the request headers (two more inside
+                                 gzip, for clients that accept it): when the request
                                  accepts gzip, Starlette's gzip responder runs around the limit
                                  (compresses what the limit, the app and the error layer
                                  produce); then 413 before routing, dependencies

@@ -13,7 +13,9 @@ def route_template(scope: Scope) -> str:
     Read after the inner app ran. FastAPI >= 0.165 no longer copies included routers' routes
     into the app: `scope["route"]` is the route as declared in its APIRouter (`/users/me`), and
     the template with every prefix (`/api/v1/users/me`) is on the effective route context that
-    the router leaves in `scope["fastapi"]`. There is no public accessor yet; tests/middleware
+    the router leaves in `scope["fastapi"]` (Keel registers its own routes on the app,
+    `keel.main._include_flat`, so theirs carry the full path; this serves routers included the
+    ordinary way). There is no public accessor yet; tests/middleware
     pins this down, so a FastAPI change fails a test instead of mislabelling metrics. A raw
     path is never used: it would explode label cardinality.
     """

@@ -15,8 +15,6 @@ from typing import Any
 import structlog
 from starlette.types import Scope
 
-from keel.middleware._asgi import route_template
-
 
 class AccessLog:
     """Called by `keel.middleware.edge.EdgeMiddleware` once the response is complete."""
@@ -32,21 +30,21 @@ class AccessLog:
         self.skip_sample_rate = skip_sample_rate
         self.logger = logger if logger is not None else structlog.get_logger("keel.access")
 
-    def record(self, scope: Scope, status: int, seconds: float) -> None:
+    def record(self, scope: Scope, route: str, status: int, seconds: float) -> None:
         if (
             scope["path"] not in self.skip_paths
             or status >= 400
             # Health and metrics endpoints: a sample (0.0 = none), but their failures always.
             or (self.skip_sample_rate > 0 and random.random() < self.skip_sample_rate)  # noqa: S311
         ):
-            self._log(scope, status, seconds)
+            self._log(scope, route, status, seconds)
 
-    def _log(self, scope: Scope, status: int, seconds: float) -> None:
+    def _log(self, scope: Scope, route: str, status: int, seconds: float) -> None:
         state = scope.get("state") or {}
         client = scope.get("client")
         fields: dict[str, Any] = {
             "method": scope["method"],
-            "route": route_template(scope),
+            "route": route,
             "path": scope["path"],
             "status": status,
             "duration_ms": round(seconds * 1000, 3),

@@ -18,7 +18,8 @@ GZip: with `gzip=GZip(...)` this layer also decides whether Starlette's `GZipMid
 from the same scan of the request headers (Accept-Encoding), and runs it OUTSIDE the limit: a
 client that accepts gzip gets the gzip responder around the limit, exactly as if GZip were the
 layer above (the 413 and everything below pass through it). One layer instead of two: one frame
-and one header scan per request less (`keel.middleware.gzip`).
+less per request, and no gzip code at all for clients that do not accept it
+(`keel.middleware.gzip`).
 """
 
 from __future__ import annotations

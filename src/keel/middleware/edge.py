@@ -33,7 +33,7 @@ from keel.middleware import cache, request_id
 from keel.middleware._asgi import route_template
 from keel.middleware.access_log import AccessLog
 from keel.middleware.security import SecurityHeaders
-from keel.observability.metrics import KNOWN_METHODS, OTHER_METHOD, Metrics
+from keel.observability.metrics import Metrics
 
 _REQUEST_ID = request_id.HEADER
 _CREDENTIALS = cache.CREDENTIALS
@@ -120,13 +120,11 @@ class EdgeMiddleware:
                 await self.app(scope, receive, send_with_edge_headers)
             finally:
                 seconds = perf_counter() - started
+                route = route_template(scope)
                 if metrics is not None:
                     metrics.in_progress -= 1
-                    method = scope["method"]
-                    if method not in KNOWN_METHODS:
-                        method = OTHER_METHOD  # arbitrary methods must not mint label values
-                    metrics.observe_request(method, route_template(scope), status, seconds)
+                    metrics.observe_request(scope["method"], route, status, seconds)
                 if access_log is not None:
-                    access_log.record(scope, status, seconds)
+                    access_log.record(scope, route, status, seconds)
         finally:
             request_id.release(scope, token)

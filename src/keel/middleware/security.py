@@ -86,7 +86,7 @@ class SecurityHeaders:
         return self.docs_headers if path in self.docs_paths else self.api_headers
 
     def add_to(self, headers: list[tuple[bytes, bytes]], path: str) -> None:
-        extra = self.docs_headers if path in self.docs_paths else self.api_headers
+        extra = self.for_path(path)
         names = self.names
         # Names are lower-case in ASGI responses (Starlette lowercases them).
         present = [name for name, _ in headers if name in names]

@@ -86,15 +86,8 @@ _ROUTED_LOGGERS = (
 _configured: tuple[bool, str, bool] | None = None
 
 
-def _text_renderer(settings: Settings) -> structlog.types.Processor:
-    """The renderer for stdlib records: a logging.Formatter must return text, not bytes."""
-    if settings.log_as_json:
-        return structlog.processors.JSONRenderer(serializer=_orjson_text)
-    return structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-
-
 def _orjson_text(value: Any, **options: Any) -> str:
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, **options).decode()
+    return orjson.dumps(value, **options).decode()
 
 
 def configure_logging(settings: Settings, *, force: bool = False) -> None:
@@ -112,7 +105,10 @@ def configure_logging(settings: Settings, *, force: bool = False) -> None:
         return
     _configured = key
 
+    # structlog's own lines and stdlib records share the processors but not the last step: a
+    # logging.Formatter must return text, structlog's BytesLogger takes bytes.
     renderer: structlog.types.Processor
+    text_renderer: structlog.types.Processor
     logger_factory: structlog.types.WrappedLogger
     if settings.log_as_json:
         # orjson straight to bytes, written to the byte stream: structlog's documented fast path
@@ -120,9 +116,12 @@ def configure_logging(settings: Settings, *, force: bool = False) -> None:
         renderer = structlog.processors.JSONRenderer(
             serializer=orjson.dumps, option=orjson.OPT_NON_STR_KEYS
         )
+        text_renderer = structlog.processors.JSONRenderer(
+            serializer=_orjson_text, option=orjson.OPT_NON_STR_KEYS
+        )
         logger_factory = structlog.BytesLoggerFactory(sys.stderr.buffer)
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        renderer = text_renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
         logger_factory = structlog.PrintLoggerFactory(sys.stderr)
 
     structlog.configure(
@@ -148,7 +147,7 @@ def configure_logging(settings: Settings, *, force: bool = False) -> None:
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
-                _text_renderer(settings),
+                text_renderer,
             ],
         )
     )

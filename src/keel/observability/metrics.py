@@ -160,6 +160,8 @@ class Metrics:
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one answered request (hot path: a dict lookup and three list updates)."""
+        if method not in KNOWN_METHODS:
+            method = OTHER_METHOD  # arbitrary methods must not mint label values
         record = self._requests.get((method, route, status))
         if record is None:
             record = self._requests[(method, route, status)] = [0.0] * (len(self._bounds) + 1)
@@ -218,10 +220,11 @@ class Metrics:
     async def exposition(self, resources: Resources | None) -> bytes:
         """The text exposition for a scrape: every worker's metrics plus the ARQ queue depth.
 
-        This process's counts are flushed first (the registry's first collector does it again
-        for a single process; with several workers the merge reads the files, so it is here)."""
+        This process's counts are flushed first: for a single process by the registry's first
+        collector as it is read; with several workers the merge reads the files, so here."""
         self.refresh(resources)
-        self.flush()
+        if self.multiprocess:
+            self.flush()
         extra: list[Metric] = []
         if resources is not None:
             depth = await _queue_depth(resources)
