@@ -194,6 +194,16 @@ def start_uvicorn(
     return _spawn(name, command, env, port)
 
 
+def start_module(
+    name: str, module: str, args: list[str], env: dict[str, str], port: int, *, pin: bool = True
+) -> Server:
+    """`python -m module args...`, a server of the bench's own that listens on `port`."""
+    command = [sys.executable, "-m", module, *args]
+    if pin:
+        command[:0] = ["taskset", "-c", SERVER_CPU]
+    return _spawn(name, command, env, port)
+
+
 def start_gunicorn(name: str, workers: int, env: dict[str, str]) -> Server:
     """Keel under gunicorn.conf.py (KeelUvicornWorker: uvloop + httptools), not pinned."""
     port = free_port()

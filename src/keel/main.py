@@ -16,6 +16,7 @@ from keel.api import health
 from keel.api import metrics as metrics_api
 from keel.api import v1 as api_v1
 from keel.api.problems import install_problem_handlers
+from keel.heap import tuned_collector
 from keel.middleware import install_middleware
 from keel.observability import tracing
 from keel.observability.blocking import LoopBlockDetector
@@ -57,6 +58,13 @@ def _lifespan(
                     name="keel-metrics-refresh",
                 )
                 stack.push_async_callback(_cancel, refresher)
+            # Last: the heap is complete now (and it thaws first at shutdown).
+            stack.enter_context(
+                tuned_collector(
+                    freeze=settings.gc_freeze,
+                    young_threshold=settings.gc_young_threshold_or_default,
+                )
+            )
             yield {"resources": resources}
 
     return lifespan

@@ -121,11 +121,19 @@ class Settings(BaseSettings):
     # production.
     loop_block_detector: bool | None = None
     loop_block_threshold_ms: int = Field(default=100, ge=1)
+    # The garbage collector while serving (keel.heap): the start-up heap frozen out of every
+    # collection, and the young generation's threshold (0: the interpreter's own, 700).
+    gc_freeze: bool = True
+    gc_young_threshold: int = Field(default=50_000, ge=0)
 
     @field_validator("access_log_skip_paths", "otel_excluded_urls", mode="before")
     @classmethod
     def _parse_edge_csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @property
+    def gc_young_threshold_or_default(self) -> int | None:
+        return self.gc_young_threshold or None
 
     @property
     def loop_block_detector_on(self) -> bool:

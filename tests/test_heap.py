@@ -1,0 +1,70 @@
+"""The collector while serving (keel.heap): the start-up heap frozen, a larger young generation."""
+
+from __future__ import annotations
+
+import gc
+from typing import Any
+
+from keel.heap import tuned_collector
+from keel.main import create_app
+from keel.settings import Settings
+from keel.worker import worker_settings
+from tests.helpers.lifespan import LifespanManager
+
+
+class Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_the_heap_is_frozen_and_the_threshold_raised_then_both_undone() -> None:
+    before = gc.get_threshold()
+    assert gc.get_freeze_count() == 0
+    with tuned_collector(freeze=True, young_threshold=50_000):
+        assert gc.get_freeze_count() > 10_000  # the whole test process's heap
+        assert gc.get_threshold() == (50_000, before[1], before[2])
+        Cycle()  # garbage made after the freeze is still collected
+        assert gc.collect() >= 1
+    assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == before
+
+
+def test_switched_off_it_changes_nothing() -> None:
+    before = gc.get_threshold()
+    with tuned_collector(freeze=False, young_threshold=None):
+        assert gc.get_freeze_count() == 0
+        assert gc.get_threshold() == before
+    assert gc.get_threshold() == before
+
+
+async def test_the_api_serves_with_the_tuned_collector(settings: Settings) -> None:
+    before = gc.get_threshold()
+    tuned = {"gc_freeze": True, "gc_young_threshold": 12_345}
+    app = create_app(settings.model_copy(update=tuned))
+    async with LifespanManager(app):
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold()[0] == 12_345
+    assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == before
+    untuned = settings.model_copy(update={"gc_freeze": False, "gc_young_threshold": 0})
+    async with LifespanManager(create_app(untuned)):
+        assert gc.get_freeze_count() == 0
+        assert gc.get_threshold() == before
+
+
+async def test_the_worker_runs_its_jobs_with_the_tuned_collector(settings: Settings) -> None:
+    before = gc.get_threshold()
+    hooks = worker_settings(
+        settings.model_copy(
+            update={"gc_freeze": True, "gc_young_threshold": 23_456, "worker_metrics_port": 0}
+        )
+    )
+    ctx: dict[str, Any] = {}
+    await hooks["on_startup"](ctx)
+    try:
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold()[0] == 23_456
+    finally:
+        await hooks["on_shutdown"](ctx)
+    assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == before
