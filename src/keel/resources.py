@@ -112,6 +112,9 @@ async def open_resources(settings: Settings, role: str) -> AsyncIterator[Resourc
         )
         stack.push_async_callback(fast_redis.aclose)
 
+        sessions = SessionCache(redis, settings)
+        stack.push_async_callback(sessions.aclose)
+
         # Off the loop: building the client loads the CA bundle (~100 ms of blocked loop).
         http = await asyncio.to_thread(create_http_client, settings)
         stack.push_async_callback(http.aclose)
@@ -130,5 +133,5 @@ async def open_resources(settings: Settings, role: str) -> AsyncIterator[Resourc
                 lock_wait=settings.cache_lock_wait_seconds,
                 hold=settings.cache_invalidation_hold_seconds,
             ),
-            sessions=SessionCache(redis, settings),
+            sessions=sessions,
         )

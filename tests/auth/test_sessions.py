@@ -149,6 +149,17 @@ async def test_a_cached_value_for_another_user_is_not_trusted(
     assert await me_status(client, first.access_token) == 401
 
 
+async def test_a_cached_value_of_an_unknown_kind_counts_as_revoked(
+    client: httpx.AsyncClient, account: Account, redis: Redis, settings: Settings
+) -> None:
+    """Not a 500: a state this version does not know (say, written by a newer one) is refused."""
+    key = session_key(settings, uuid.UUID(claims_of(account.access_token)["sid"]))
+    await redis.set(key, f"x:{account.id}")
+    assert await me_status(client, account.access_token) == 401
+    await redis.set(key, f"a:{account.id}")  # and the known ones are still read
+    assert await me_status(client, account.access_token) == 200
+
+
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

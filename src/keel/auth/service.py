@@ -19,7 +19,12 @@ from keel.auth import repository as auth_repo
 from keel.auth import sessions
 from keel.auth.passwords import verify_password
 from keel.auth.sessions import REDIS_UNAVAILABLE, SessionCache, SessionState
-from keel.auth.tokens import INVALID_TOKEN, decode_access_token, issue_access_token
+from keel.auth.tokens import (
+    INVALID_TOKEN,
+    AccessClaims,
+    decode_access_token,
+    issue_access_token,
+)
 from keel.db.database import Database, Reader
 from keel.errors import Unauthorized
 from keel.settings import Settings
@@ -165,17 +170,16 @@ async def authenticate(
     if not token:
         raise Unauthorized("Not authenticated.")
     claims = decode_access_token(settings, token)
-    state = await _session_state(db, cache, claims.session_id, claims.user_id)
+    state = await _session_state(db, cache, claims)
     if state is SessionState.REVOKED:
         raise Unauthorized(INVALID_TOKEN)
     return Principal(claims.user_id, claims.session_id, is_admin=state is SessionState.ADMIN)
 
 
-async def _session_state(
-    db: Reader, cache: SessionCache, session_id: uuid.UUID, user_id: uuid.UUID
-) -> SessionState:
+async def _session_state(db: Reader, cache: SessionCache, claims: AccessClaims) -> SessionState:
+    session_id, user_id = claims.session_id, claims.user_id
     try:
-        cached = await cache.cached_state(session_id, user_id)
+        cached = await cache.cached_state(claims.session_text, claims.user_text)
     except REDIS_UNAVAILABLE:
         # Redis down: PostgreSQL is the truth, so ask it (one query per request until Redis is
         # back). Revocations cannot happen meanwhile: they need Redis and answer 503.

@@ -41,7 +41,10 @@ class SessionState(StrEnum):
     REVOKED = "r"
 
 
-def session_key(settings: Settings, session_id: uuid.UUID) -> str:
+_ACTIVE = {SessionState.USER.value: SessionState.USER, SessionState.ADMIN.value: SessionState.ADMIN}
+
+
+def session_key(settings: Settings, session_id: uuid.UUID | str) -> str:
     return f"{settings.service_name}:auth:session:{session_id}"
 
 
@@ -57,20 +60,25 @@ class SessionCache:
         self.settings = settings
         self._reads = BatchedGet(redis)
 
-    async def cached_state(self, session_id: uuid.UUID, user_id: uuid.UUID) -> SessionState | None:
-        """The cached state, or None on a miss. A value for another user counts as revoked."""
+    async def cached_state(self, session_id: str, user_id: str) -> SessionState | None:
+        """The cached state, or None on a miss. A value for another user counts as revoked.
+        Both ids as their canonical text (`AccessClaims.session_text` / `user_text`)."""
         raw = await self._reads.get(session_key(self.settings, session_id))
         if raw is None:
             return None
         state, _, owner = raw.decode().partition(":")
-        if state == SessionState.REVOKED or owner != str(user_id):
+        if owner != user_id:
             return SessionState.REVOKED
-        return SessionState(state)
+        return _ACTIVE.get(state, SessionState.REVOKED)  # anything unknown: not valid
 
     async def remember(
         self, session_id: uuid.UUID, user_id: uuid.UUID, state: SessionState
     ) -> None:
         await remember(self.redis, self.settings, session_id, user_id, state)
+
+    async def aclose(self) -> None:
+        """Give back the connection the batched reads hold (before the pool closes)."""
+        await self._reads.aclose()
 
 
 async def remember(

@@ -28,6 +28,10 @@ INVALID_TOKEN = "The access token is invalid or has expired."  # noqa: S105
 class AccessClaims:
     user_id: uuid.UUID
     session_id: uuid.UUID
+    # The canonical text of both, made once per verified token: the session check uses them
+    # (Redis key, stored owner) on every request that presents the token.
+    user_text: str
+    session_text: str
 
 
 def issue_access_token(
@@ -93,7 +97,8 @@ def _verify(
             leeway=settings.jwt_leeway_seconds,
             options={"require": REQUIRED_CLAIMS, "verify_signature": True},
         )
-        access = AccessClaims(uuid.UUID(claims["sub"]), uuid.UUID(claims["sid"]))
+        user_id, session_id = uuid.UUID(claims["sub"]), uuid.UUID(claims["sid"])
+        access = AccessClaims(user_id, session_id, str(user_id), str(session_id))
         return access, float(claims["exp"])
     except (jwt.InvalidTokenError, ValueError, TypeError, AttributeError) as error:
         raise Unauthorized(INVALID_TOKEN) from error
