@@ -14,12 +14,12 @@ Limit: the default (setting `MAX_BODY_SIZE`, 1 MiB), or a route's own `max_body_
 A 413 closes the connection (`Connection: close`): the unread rest of the body cannot be
 skipped on a keep-alive connection.
 
-GZip: with `gzip=GZip(...)` this layer also decides whether Starlette's `GZipMiddleware` runs,
-from the same scan of the request headers (Accept-Encoding), and runs it OUTSIDE the limit: a
-client that accepts gzip gets the gzip responder around the limit, exactly as if GZip were the
-layer above (the 413 and everything below pass through it). One layer instead of two: one frame
-less per request, and no gzip code at all for clients that do not accept it
-(`keel.middleware.gzip`).
+GZip: with `gzip=GZip(...)` this layer also decides whether the gzip responder
+(`keel.middleware.gzip`) runs, from the same scan of the request headers (Accept-Encoding), and
+runs it OUTSIDE the limit: a client that accepts gzip gets the responder around the limit,
+exactly as if GZip were the layer above (the 413 and everything below pass through it). One
+layer instead of two: one frame less per request, and no gzip code at all for clients that do
+not accept it.
 """
 
 from __future__ import annotations
@@ -27,13 +27,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from fastapi.routing import RouteContext, iter_route_contexts
-from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keel.api.problems import payload_too_large_response
-from keel.middleware.gzip import GZip
+from keel.middleware.gzip import GZip, compressing
 
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
 
@@ -48,12 +47,7 @@ class BodyLimitMiddleware:
         gzip: GZip | None = None,
     ) -> None:
         self.app = app
-        # The gzip responder wraps the limit (this layer entered again, without gzip).
-        self.gzip: ASGIApp | None = None
-        if gzip is not None:
-            self.gzip = GZipMiddleware(
-                self._limited, minimum_size=gzip.minimum_size, compresslevel=gzip.compresslevel
-            )
+        self.gzip = gzip
         self.default = max_body_size
         self._source = routes
         self._routes: list[tuple[RouteContext, int | None]] | None = None
@@ -97,22 +91,8 @@ class BodyLimitMiddleware:
                 encodings = value
 
         if encodings is not None and self.gzip is not None and b"gzip" in encodings:
-            await self.gzip(scope, receive, send)
-            return
-        if content_length is None and not chunked and scope["method"] in _BODYLESS_METHODS:
-            await self.app(scope, receive, send)
-            return
-        await self._limit(scope, receive, send, content_length, chunked)
-
-    async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The limit alone: what the gzip responder wraps."""
-        content_length: bytes | None = None
-        chunked = False
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                content_length = value
-            elif name == b"transfer-encoding":
-                chunked = b"chunked" in value.lower()
+            # Everything below, the 413 included, is sent through the gzip responder.
+            send = compressing(send, self.gzip)
         if content_length is None and not chunked and scope["method"] in _BODYLESS_METHODS:
             await self.app(scope, receive, send)
             return
