@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -62,10 +63,61 @@ CONTEXT_PROCESSORS: tuple[structlog.types.Processor, ...] = (
     add_trace_context,
 )
 
+
+class UtcTimestamper:
+    """`timestamp` in ISO 8601 UTC with microseconds, e.g. `2026-12-01T18:47:56.227585Z`.
+
+    structlog's `TimeStamper(fmt="iso", utc=True)` builds a datetime for every line (~19k
+    instructions, a fifth of an access-log line); the date and time of day change once a second,
+    so they are formatted once a second and only the microseconds per line.
+    """
+
+    __slots__ = ("_second",)
+
+    def __init__(self) -> None:
+        self._second: tuple[int, str] = (-1, "")  # replaced as one tuple: safe across threads
+
+    def __call__(
+        self, _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        second, nanoseconds = divmod(time.time_ns(), 1_000_000_000)
+        cached, prefix = self._second
+        if second != cached:
+            prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = (second, prefix)
+        event_dict["timestamp"] = f"{prefix}.{nanoseconds // 1000:06d}Z"
+        return event_dict
+
+
+_render_stack_info = structlog.processors.StackInfoRenderer()
+_render_exception = structlog.processors.format_exc_info
+
+
+def render_stack_and_exception(
+    logger: Any, method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog's StackInfoRenderer and format_exc_info, in that order, called only for the
+    lines that ask for them (`stack_info=`, `exc_info=` / `log.exception`): most lines do not,
+    and the two calls cost ~8k instructions a line."""
+    if "stack_info" in event_dict:
+        event_dict = _render_stack_info(logger, method, event_dict)
+    if "exc_info" in event_dict:
+        event_dict = _render_exception(logger, method, event_dict)
+    return event_dict
+
+
+def _json_default(value: object) -> object:
+    """What orjson cannot serialize itself: bytes decoded (as structlog's UnicodeDecoder would,
+    but only for the rare line that has them), anything else as its repr, never an error."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return repr(value)
+
+
 _SHARED_PROCESSORS: list[structlog.types.Processor] = [
     *CONTEXT_PROCESSORS,
     structlog.processors.add_log_level,
-    structlog.processors.TimeStamper(fmt="iso", utc=True),
+    UtcTimestamper(),
 ]
 
 # Chatty libraries stay at WARNING; their errors still come through.
@@ -114,24 +166,20 @@ def configure_logging(settings: Settings, *, force: bool = False) -> None:
         # orjson straight to bytes, written to the byte stream: structlog's documented fast path
         # (the access log line of every request is rendered here: 0.75 us instead of 4.5 us).
         renderer = structlog.processors.JSONRenderer(
-            serializer=orjson.dumps, option=orjson.OPT_NON_STR_KEYS
+            serializer=orjson.dumps, option=orjson.OPT_NON_STR_KEYS, default=_json_default
         )
         text_renderer = structlog.processors.JSONRenderer(
-            serializer=_orjson_text, option=orjson.OPT_NON_STR_KEYS
+            serializer=_orjson_text, option=orjson.OPT_NON_STR_KEYS, default=_json_default
         )
         logger_factory = structlog.BytesLoggerFactory(sys.stderr.buffer)
+        decoders: list[structlog.types.Processor] = []  # bytes: `_json_default`
     else:
         renderer = text_renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
         logger_factory = structlog.PrintLoggerFactory(sys.stderr)
+        decoders = [structlog.processors.UnicodeDecoder()]
 
     structlog.configure(
-        processors=[
-            *_SHARED_PROCESSORS,
-            structlog.processors.StackInfoRenderer(),
-            structlog.processors.format_exc_info,
-            structlog.processors.UnicodeDecoder(),
-            renderer,
-        ],
+        processors=[*_SHARED_PROCESSORS, render_stack_and_exception, *decoders, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[settings.log_level]
         ),
