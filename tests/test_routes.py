@@ -16,7 +16,14 @@ from fastapi.datastructures import DefaultPlaceholder
 from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.routing import Route
 
-from keel.api.deps import CurrentUser, Db, get_current_user, get_db
+from keel.api.deps import (
+    AuthenticatedRead,
+    CurrentUser,
+    Db,
+    get_current_user,
+    get_db,
+    get_user_reader,
+)
 from keel.main import create_app
 from keel.settings import Settings
 
@@ -93,13 +100,18 @@ def _call_order(dependant: Any) -> list[Any]:
     return order
 
 
+AUTHENTICATION = (get_current_user, get_user_reader)
+
+
 def _authenticated_after_transaction(app: FastAPI) -> list[str]:
     late = []
     for route in app.routes:
         if isinstance(route, APIRoute):
             order = _call_order(route.dependant)
-            both = get_db in order and get_current_user in order
-            if both and order.index(get_current_user) > order.index(get_db):
+            if get_db not in order:
+                continue
+            opened = order.index(get_db)
+            if any(check in order and order.index(check) > opened for check in AUTHENTICATION):
                 late.append(route.path)
     return late
 
@@ -118,7 +130,11 @@ def test_the_order_check_catches_a_transaction_opened_first(settings: Settings) 
     async def late(db: Db, user: CurrentUser) -> dict[str, str]:
         return {}
 
-    assert _authenticated_after_transaction(app) == ["/late"]
+    @app.get("/late-reader")
+    async def late_reader(db: Db, reader: AuthenticatedRead) -> dict[str, str]:
+        return {}
+
+    assert _authenticated_after_transaction(app) == ["/late", "/late-reader"]
 
 
 ROUTE_ATTRIBUTES = (

@@ -55,7 +55,10 @@ def bind_user_id(request: Any, user_id: object) -> None:
     line of the request (`add_request_context`). The middleware clears it when the request ends.
     """
     text = str(user_id)
-    request.state.user_id = text
+    state = request.scope.get("state")
+    if state is None:
+        state = request.scope["state"] = {}
+    state["user_id"] = text  # what `request.state.user_id = text` does, without the wrapper
     user_id_var.set(text)
 
 

@@ -7,7 +7,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from keel.api.deps import AdminUser, AppSettings, CurrentUser, Db, ReadDb, RedisDep
+from keel.api.deps import (
+    AdminUser,
+    AppSettings,
+    AuthenticatedRead,
+    CurrentUser,
+    Db,
+    ReadDb,
+    RedisDep,
+)
 from keel.api.v1.openapi import problems
 from keel.pagination import Page
 from keel.users import service as users_service
@@ -18,8 +26,8 @@ admin_router = APIRouter(prefix="/admin/users", tags=["admin"])
 
 
 @router.get("/me", operation_id="get_me", summary="Read my account", responses=problems(401, 404))
-async def get_me(user: CurrentUser, db: ReadDb) -> UserRead:
-    return UserRead.model_validate(await users_service.get_me(db, user))
+async def get_me(reader: AuthenticatedRead) -> UserRead:
+    return UserRead.model_validate(await users_service.get_me(reader.db, reader.user))
 
 
 @router.patch(
