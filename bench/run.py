@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -314,6 +315,7 @@ def workers(env: Env, cfg: Settings, data: Seed, resources: dict[str, list[float
     request = Request(
         f"/api/v1/items/{data.item}", headers={"Authorization": f"Bearer {data.token}"}
     )
+    busy: dict[str, list[float]] = {"1 worker": [], "2 workers": []}
 
     def measure(name: str) -> Run:
         count = 1 if name == "1 worker" else 2
@@ -325,12 +327,30 @@ def workers(env: Env, cfg: Settings, data: Seed, resources: dict[str, list[float
                     if time.monotonic() > deadline:
                         raise RuntimeError(f"{count} workers did not start")
                     time.sleep(0.1)
+                before = psutil.cpu_times()
                 run = load(server.base, request, cfg, pin=False)
+                busy[name].append(_busy_share(before, psutil.cpu_times()))
                 for child in psutil.Process(server.process.pid).children():
                     resources["gunicorn_worker_rss_mb"].append(child.memory_info().rss / 2**20)
                 return run
 
-    return harness.alternate(scenario, cfg.passes, measure)
+    harness.alternate(scenario, cfg.passes, measure)
+    one, two = (statistics.median(busy[name] or [0.0]) for name in ("1 worker", "2 workers"))
+    if one > 0:
+        scenario.notes.append(
+            f"The whole machine was {one:.0%} busy with 1 worker (the worker, wrk, PostgreSQL, "
+            f"Redis) and {two:.0%} with 2: a second worker can add at most what the first "
+            f"left idle, so {1 / one:.2f}x is the most 2 workers can reach here."
+        )
+    return scenario
+
+
+def _busy_share(before: Any, after: Any) -> float:
+    """The share of all CPUs' time that was not idle between two `psutil.cpu_times()` (guest
+    time is inside user time already; steal counts as busy: it was not ours to use)."""
+    fields = [name for name in after._fields if not name.startswith("guest")]
+    total = sum(getattr(after, name) - getattr(before, name) for name in fields)
+    return 1 - (after.idle - before.idle) / total if total > 0 else 0.0
 
 
 def jobs(env: Env, cfg: Settings) -> Scenario:
