@@ -68,3 +68,17 @@ async def test_the_worker_runs_its_jobs_with_the_tuned_collector(settings: Setti
         await hooks["on_shutdown"](ctx)
     assert gc.get_freeze_count() == 0
     assert gc.get_threshold() == before
+
+
+def test_two_holders_in_one_process_do_not_undo_each_other() -> None:
+    before = gc.get_threshold()
+    first = tuned_collector(freeze=True, young_threshold=50_000)
+    second = tuned_collector(freeze=True, young_threshold=40_000)
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)  # the first app stops while the second still serves
+    assert gc.get_freeze_count() > 10_000
+    assert gc.get_threshold()[0] == 40_000
+    second.__exit__(None, None, None)
+    assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == before  # what the first holder saw, not the first's own

@@ -24,23 +24,55 @@ handed back to the collector.
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+
+class _Tuning:
+    """The collector's settings are the process's, not one app's: what the first holder saw is
+    put back when the last one leaves, and the heap thaws only when no holder wants it frozen
+    (two apps in one process, say a test that runs two lifespans, must not undo each other)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.holders = 0
+        self.freezers = 0
+        self.original: tuple[int, int, int] = gc.get_threshold()
+
+    def enter(self, freeze: bool, young_threshold: int | None) -> None:
+        with self.lock:
+            if self.holders == 0:
+                self.original = gc.get_threshold()
+            self.holders += 1
+            if freeze:
+                self.freezers += 1
+                gc.collect()
+                gc.freeze()  # again for a later holder: its own start-up heap joins the frozen
+            if young_threshold is not None:
+                gc.set_threshold(young_threshold, self.original[1], self.original[2])
+
+    def exit(self, freeze: bool) -> None:
+        with self.lock:
+            self.holders -= 1
+            if freeze:
+                self.freezers -= 1
+                if self.freezers == 0:
+                    gc.unfreeze()
+            if self.holders == 0:
+                gc.set_threshold(*self.original)
+
+
+_tuning = _Tuning()
 
 
 @contextmanager
 def tuned_collector(*, freeze: bool, young_threshold: int | None) -> Iterator[None]:
     """For the process's serving life: freeze what start-up built (after one full collection)
-    and set the young generation's threshold (None: the interpreter's); undone on exit."""
-    previous = gc.get_threshold()
-    if freeze:
-        gc.collect()
-        gc.freeze()
-    if young_threshold is not None:
-        gc.set_threshold(young_threshold, previous[1], previous[2])
+    and set the young generation's threshold (None: the interpreter's); undone when the last
+    holder in the process exits."""
+    _tuning.enter(freeze, young_threshold)
     try:
         yield
     finally:
-        gc.set_threshold(*previous)
-        if freeze:
-            gc.unfreeze()
+        _tuning.exit(freeze)

@@ -138,8 +138,12 @@ async def test_closing_fails_the_waiters_and_returns_the_connection(
         waiter = asyncio.create_task(reads.get("missing"))
         await asyncio.sleep(0)  # queued, its MGET in flight
         await reads.aclose()
-        with pytest.raises(ConnectionError):
+        # redis-py's error, the one the session check falls back to PostgreSQL on (not a 500)
+        with pytest.raises(RedisConnectionError):
             await waiter
+        assert not client.connection_pool._in_use_connections
+        with pytest.raises(RedisConnectionError):
+            await reads.get("missing")  # closed for good: no new sender, no new connection
         assert not client.connection_pool._in_use_connections
     finally:
         await client.aclose()

@@ -15,7 +15,6 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
-from keel.api.deps import get_database
 from keel.main import create_app
 from keel.middleware import cache_policy
 from keel.observability.context import bind_user_id
@@ -112,13 +111,8 @@ async def edge(
     application = create_app(edge_settings)
     application.include_router(build_test_router(calls))
     application.state.calls = calls
-    bound = TransactionBoundDatabase(db_connection)
-
-    async def bound_database() -> TransactionBoundDatabase:
-        return bound
-
-    application.dependency_overrides[get_database] = bound_database
     async with LifespanManager(application) as lifespan:
+        lifespan.use_database(TransactionBoundDatabase(db_connection))
         transport = httpx.ASGITransport(app=lifespan.asgi, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield Edge(application, client, calls)

@@ -16,7 +16,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from redis.asyncio import Redis
 
-from keel.api.deps import get_database
 from keel.main import create_app
 from keel.observability.logging import CONTEXT_PROCESSORS, add_trace_context
 from keel.observability.tracing import new_tracer_provider
@@ -49,18 +48,13 @@ async def traced(
     app = create_app(
         settings.model_copy(update={"otel_excluded_urls": []}), tracer_provider=provider
     )
-    bound = TransactionBoundDatabase(db_connection)
-
-    async def bound_database() -> TransactionBoundDatabase:
-        return bound
-
-    app.dependency_overrides[get_database] = bound_database
 
     @app.get("/fail")
     async def fail() -> None:
         raise RuntimeError("traced failure")
 
     async with LifespanManager(app) as lifespan:
+        lifespan.use_database(TransactionBoundDatabase(db_connection))
         transport = httpx.ASGITransport(app=lifespan.asgi, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield app, client

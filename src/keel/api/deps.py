@@ -133,6 +133,11 @@ class UserReader:
     It is both in ONE dependency: FastAPI solves every dependency on every request, ~84k
     instructions each here (6% of an item GET, bench/item_instructions.py), and a hot read
     needs nothing else. Endpoints that write keep `CurrentUser` and `Db`.
+
+    Overrides: on the routes that use it, `get_user_reader` stands for both `get_current_user`
+    and `get_database`, so `app.dependency_overrides` of either does not reach them; override
+    `get_user_reader` as well, or bind the database in the lifespan state as Keel's tests do
+    (`LifespanManager.use_database`), which every dependency sees.
     """
 
     user: Principal

@@ -14,6 +14,10 @@ argument encoding, retry wrapper, response callbacks) cost 266k instructions per
 path ~100k (bench/item_instructions.py). What the client's retry gave is kept where it matters:
 a connection that was open and turns out dead (Redis restarted) is retried once on a fresh one,
 which is always safe for a read; a timeout is not retried (the caller falls back at once).
+
+Tracing: OpenTelemetry's redis instrumentation wraps the client's command path, so these MGETs
+make no Redis span. One MGET serves many requests and belongs to none of them; under the client
+path its span went to whichever request happened to start the sender.
 """
 
 from __future__ import annotations
@@ -40,9 +44,12 @@ class BatchedGet:
         self._connection: AbstractConnection | None = None
         self._queue: list[tuple[bytes, asyncio.Future[bytes | None]]] = []
         self._sender: asyncio.Task[None] | None = None
+        self._closed = False
 
     async def get(self, key: str) -> bytes | None:
         """The value of `key`, or None; raises what the MGET raised (redis-py's errors)."""
+        if self._closed:  # shutting down: the caller falls back as for any Redis outage
+            raise RedisConnectionError("batched GET closed")
         future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         self._queue.append((key.encode(), future))
         if self._sender is None:
@@ -53,6 +60,7 @@ class BatchedGet:
 
     async def aclose(self) -> None:
         """Stop the batch in flight (its waiters get an error) and give the connection back."""
+        self._closed = True  # no new sender while this one is stopped: it would use the connection
         sender, self._sender = self._sender, None
         if sender is not None:
             sender.cancel()
@@ -60,7 +68,7 @@ class BatchedGet:
         queued, self._queue = self._queue, []
         for _, future in queued:
             if not future.done():
-                future.set_exception(ConnectionError("batched GET closed"))
+                future.set_exception(RedisConnectionError("batched GET closed"))
         connection, self._connection = self._connection, None
         if connection is not None:
             await self._pool.release(connection)
@@ -77,7 +85,7 @@ class BatchedGet:
         except BaseException as error:  # cancelled at shutdown: nobody may wait forever
             for _, future in (*batch, *self._queue):
                 if not future.done():
-                    future.set_exception(ConnectionError(f"batched GET stopped: {error!r}"))
+                    future.set_exception(RedisConnectionError(f"batched GET stopped: {error!r}"))
             self._queue = []
             raise
         finally:

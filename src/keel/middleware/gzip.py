@@ -10,8 +10,10 @@ compresses as Starlette's `GZipMiddleware` does, with the same rules:
 * a single body below `minimum_size` passes untouched (no Vary either: nothing was negotiated);
 * otherwise the body is gzipped, `Content-Encoding: gzip` set, `Content-Length` corrected (or
   dropped when streaming or when trailers follow), `Vary: Accept-Encoding` added; streamed
-  bodies are flushed chunk by chunk; chunks of `thread_minimum_size` and more are compressed in
-  a thread so the loop is not blocked.
+  bodies are flushed chunk by chunk; chunks of `THREAD_MINIMUM_SIZE` and more are compressed
+  on a thread so the loop is not blocked;
+* one rule more than Starlette's: an empty body (304, 204, HEAD) always passes untouched,
+  whatever `minimum_size`.
 
 It is Keel's own because Starlette's builds a responder object per request that normalizes its
 list of excluded media types again and wraps the headers twice: ~970 Python opcodes (~65k
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -48,6 +51,10 @@ EXCLUDED_MEDIA_TYPES = frozenset(
     }
 )
 THREAD_MINIMUM_SIZE = 128 * 1024
+# Large chunks are compressed on threads of their own, not on the loop's default executor:
+# without uvloop that one also resolves host names (getaddrinfo) for new database and Redis
+# connections, and a burst of large responses must not delay them. zlib releases the GIL.
+_COMPRESSION_THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="keel-gzip")
 
 
 @dataclass(frozen=True)
@@ -149,8 +156,10 @@ class _GZipSend:
         self._held = None
         body: bytes = message.get("body", b"")
         more_body: bool = message.get("more_body", False)
-        if not more_body and len(body) < self._gzip.minimum_size:
-            await self._unchanged(start, message)  # the common case: one small body
+        if not more_body and (not body or len(body) < self._gzip.minimum_size):
+            # The common case, one small body; and an empty one (304, 204, HEAD) even with
+            # GZIP_MINIMUM_SIZE=0: gzip would turn "no body" into 20 bytes.
+            await self._unchanged(start, message)
             return
         self._compressor = zlib.compressobj(
             self._gzip.compresslevel, zlib.DEFLATED, 16 + zlib.MAX_WBITS
@@ -169,7 +178,10 @@ class _GZipSend:
 
 async def _compress(compressor: zlib._Compress, body: bytes, more_body: bool) -> bytes:
     if len(body) >= THREAD_MINIMUM_SIZE:  # ~ms of CPU: off the loop
-        return await asyncio.to_thread(_compress_chunk, compressor, body, more_body)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            _COMPRESSION_THREADS, _compress_chunk, compressor, body, more_body
+        )
     return _compress_chunk(compressor, body, more_body)
 
 

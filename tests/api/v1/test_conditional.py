@@ -50,6 +50,7 @@ def test_http_date_is_the_imf_fixdate_the_stdlib_writes(moment: datetime) -> Non
         ([(b"if-modified-since", SAME_SECOND)], True),  # the date has whole seconds
         ([(b"if-modified-since", b"Tue, 01 Dec 2026 18:47:43 GMT")], False),
         ([(b"if-modified-since", b"not a date")], False),  # ignored
+        ([(b"if-modified-since", b"Mon, 01 Jan 99999999999 00:00:00 GMT")], False),  # overflow
         ([(b"if-none-match", b'"other"'), (b"if-modified-since", SAME_SECOND)], False),  # wins
         ([(b"authorization", b"Bearer x"), (b"if-none-match", CURRENT)], True),
     ],

@@ -83,7 +83,7 @@ def _matches_current(resource: Versioned, if_none_match: str) -> bool:
 def _not_modified_since(resource: Versioned, if_modified_since: str) -> bool:
     try:
         since = parsedate_to_datetime(if_modified_since)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # a year too large to hold: OverflowError
         return False  # an invalid date is ignored (RFC 9110 13.1.3)
     if since.tzinfo is None:
         return False
