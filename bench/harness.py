@@ -182,22 +182,19 @@ def start_uvicorn(
 ) -> Server:
     """One uvicorn process (uvloop, httptools, no access log), pinned to SERVER_CPU."""
     port = free_port()
-    command = [
-        sys.executable, "-m", "uvicorn", target,
-        "--host", HOST, "--port", str(port),
+    args = [
+        target, "--host", HOST, "--port", str(port),
         "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
     if factory:
-        command.append("--factory")
-    if pin:
-        command[:0] = ["taskset", "-c", SERVER_CPU]
-    return _spawn(name, command, env, port)
+        args.append("--factory")
+    return start_module(name, "uvicorn", args, env, port, pin=pin)
 
 
 def start_module(
     name: str, module: str, args: list[str], env: dict[str, str], port: int, *, pin: bool = True
 ) -> Server:
-    """`python -m module args...`, a server of the bench's own that listens on `port`."""
+    """`python -m module args...`, a server that listens on `port`, pinned to SERVER_CPU."""
     command = [sys.executable, "-m", module, *args]
     if pin:
         command[:0] = ["taskset", "-c", SERVER_CPU]

@@ -31,7 +31,7 @@ def test_the_heap_is_frozen_and_the_threshold_raised_then_both_undone() -> None:
 
 def test_switched_off_it_changes_nothing() -> None:
     before = gc.get_threshold()
-    with tuned_collector(freeze=False, young_threshold=None):
+    with tuned_collector(freeze=False, young_threshold=0):
         assert gc.get_freeze_count() == 0
         assert gc.get_threshold() == before
     assert gc.get_threshold() == before

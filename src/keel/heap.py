@@ -40,7 +40,7 @@ class _Tuning:
         self.freezers = 0
         self.original: tuple[int, int, int] = gc.get_threshold()
 
-    def enter(self, freeze: bool, young_threshold: int | None) -> None:
+    def enter(self, freeze: bool, young_threshold: int) -> None:
         with self.lock:
             if self.holders == 0:
                 self.original = gc.get_threshold()
@@ -49,7 +49,7 @@ class _Tuning:
                 self.freezers += 1
                 gc.collect()
                 gc.freeze()  # again for a later holder: its own start-up heap joins the frozen
-            if young_threshold is not None:
+            if young_threshold:
                 gc.set_threshold(young_threshold, self.original[1], self.original[2])
 
     def exit(self, freeze: bool) -> None:
@@ -67,9 +67,9 @@ _tuning = _Tuning()
 
 
 @contextmanager
-def tuned_collector(*, freeze: bool, young_threshold: int | None) -> Iterator[None]:
+def tuned_collector(*, freeze: bool, young_threshold: int) -> Iterator[None]:
     """For the process's serving life: freeze what start-up built (after one full collection)
-    and set the young generation's threshold (None: the interpreter's); undone when the last
+    and set the young generation's threshold (0: the interpreter's); undone when the last
     holder in the process exits."""
     _tuning.enter(freeze, young_threshold)
     try:

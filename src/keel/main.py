@@ -62,7 +62,7 @@ def _lifespan(
             stack.enter_context(
                 tuned_collector(
                     freeze=settings.gc_freeze,
-                    young_threshold=settings.gc_young_threshold_or_default,
+                    young_threshold=settings.gc_young_threshold,
                 )
             )
             yield {"resources": resources}

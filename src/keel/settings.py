@@ -132,10 +132,6 @@ class Settings(BaseSettings):
         return _split_csv(value)
 
     @property
-    def gc_young_threshold_or_default(self) -> int | None:
-        return self.gc_young_threshold or None
-
-    @property
     def loop_block_detector_on(self) -> bool:
         if self.loop_block_detector is None:
             return not self.is_production

@@ -106,9 +106,7 @@ def _on_startup(settings: Settings, metrics: JobMetrics) -> Any:
         stack.push_async_callback(relay.stop)
         # Last, as in the API's lifespan: the start-up heap is complete (keel.heap).
         stack.enter_context(
-            tuned_collector(
-                freeze=settings.gc_freeze, young_threshold=settings.gc_young_threshold_or_default
-            )
+            tuned_collector(freeze=settings.gc_freeze, young_threshold=settings.gc_young_threshold)
         )
 
     return on_startup

@@ -2,8 +2,8 @@
 
 `keel.middleware.body_limit.BodyLimitMiddleware` decides from the scan of the request headers it
 makes anyway whether the request accepts gzip, and only then sends the response through
-`compressing(send, ...)` (around the limit; `GZipResponder` is the same as an ASGI wrapper). It
-compresses as Starlette's `GZipMiddleware` does, with the same rules:
+`compressing(send, ...)` (around the limit). It compresses as Starlette's `GZipMiddleware`
+does, with the same rules:
 
 * a response that already has a Content-Encoding, a 206, or an excluded media type (already
   compressed formats, event streams) passes untouched;
@@ -29,7 +29,7 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Send
 
 # Starlette's defaults: media types that are compressed already, or must not be buffered.
 EXCLUDED_MEDIA_TYPES = frozenset(
@@ -101,17 +101,6 @@ def _compressed_start(start: Message, body_length: int | None) -> Message:
     if body_length is not None:
         headers.append((b"content-length", b"%d" % body_length))
     return {**start, "headers": headers}
-
-
-class GZipResponder:
-    """Wraps an app for requests that accept gzip (the caller checked Accept-Encoding)."""
-
-    def __init__(self, app: ASGIApp, gzip: GZip) -> None:
-        self.app = app
-        self.gzip = gzip
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.app(scope, receive, compressing(send, self.gzip))
 
 
 def compressing(send: Send, gzip: GZip) -> Send:
