@@ -16,14 +16,6 @@ from fastapi.datastructures import DefaultPlaceholder
 from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.routing import Route
 
-from keel.api.deps import (
-    AuthenticatedRead,
-    CurrentUser,
-    Db,
-    get_current_user,
-    get_db,
-    get_user_reader,
-)
 from keel.main import create_app
 from keel.settings import Settings
 
@@ -89,84 +81,3 @@ def test_the_check_catches_each_way_off_the_fast_path(settings: Settings) -> Non
     # ORJSONResponse is deprecated since 0.131; as a default_response_class it is caught too.
     app.router.default_response_class = ORJSONResponse
     assert "the app sets default_response_class" in _problems(app)
-
-
-def _call_order(dependant: Any) -> list[Any]:
-    """The dependency callables in the order FastAPI calls them (each after its own)."""
-    order = []
-    for sub in dependant.dependencies:
-        order.extend(_call_order(sub))
-        order.append(sub.call)
-    return order
-
-
-AUTHENTICATION = (get_current_user, get_user_reader)
-
-
-def _authenticated_after_transaction(app: FastAPI) -> list[str]:
-    late = []
-    for route in app.routes:
-        if isinstance(route, APIRoute):
-            order = _call_order(route.dependant)
-            if get_db not in order:
-                continue
-            opened = order.index(get_db)
-            if any(check in order and order.index(check) > opened for check in AUTHENTICATION):
-                late.append(route.path)
-    return late
-
-
-def test_the_user_is_authenticated_before_a_transaction_is_opened(settings: Settings) -> None:
-    """CurrentUser may read PostgreSQL (session cache miss) through the pool: solved after `Db`,
-    a request would hold its transaction's connection while it waits for a second one, and a
-    busy pool could starve itself."""
-    assert _authenticated_after_transaction(create_app(settings)) == []
-
-
-def test_the_order_check_catches_a_transaction_opened_first(settings: Settings) -> None:
-    app = create_app(settings)
-
-    @app.get("/late")
-    async def late(db: Db, user: CurrentUser) -> dict[str, str]:
-        return {}
-
-    @app.get("/late-reader")
-    async def late_reader(db: Db, reader: AuthenticatedRead) -> dict[str, str]:
-        return {}
-
-    assert _authenticated_after_transaction(app) == ["/late", "/late-reader"]
-
-
-ROUTE_ATTRIBUTES = (
-    "response_model", "status_code", "tags", "dependencies", "summary", "description",
-    "response_description", "responses", "deprecated", "methods", "operation_id",
-    "include_in_schema", "response_class", "name", "callbacks", "openapi_extra",
-    "max_body_size", "endpoint",
-)  # fmt: skip
-
-
-def test_flattened_routes_keep_everything_their_router_declared(settings: Settings) -> None:
-    """keel.main registers each /api/v1 route on the app itself (one flat scan per request
-    instead of FastAPI's nested-router passes); nothing a route declared may get lost."""
-    from keel.api import v1
-
-    app_routes = {
-        (route.path, frozenset(route.methods or ())): route
-        for route in create_app(settings).routes
-        if isinstance(route, APIRoute)
-    }
-    lost = []
-    for router in v1.routers:
-        for declared in router.routes:
-            assert isinstance(declared, APIRoute)
-            key = (v1.PREFIX + declared.path, frozenset(declared.methods or ()))
-            registered = app_routes.get(key)
-            if registered is None:
-                lost.append(f"{key}: missing")
-                continue
-            lost.extend(
-                f"{key}: {name}"
-                for name in ROUTE_ATTRIBUTES
-                if getattr(registered, name) != getattr(declared, name)
-            )
-    assert lost == []

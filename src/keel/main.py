@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TypedDict
 
-from fastapi import APIRouter, FastAPI
-from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
 from opentelemetry.sdk.trace import TracerProvider
 
 from keel.api import health
@@ -17,6 +17,8 @@ from keel.api import metrics as metrics_api
 from keel.api import v1 as api_v1
 from keel.api.problems import install_problem_handlers
 from keel.heap import tuned_collector
+from keel.kit import conditional
+from keel.kit.routing import include_flat
 from keel.middleware import install_middleware
 from keel.observability import tracing
 from keel.observability.blocking import LoopBlockDetector
@@ -70,50 +72,6 @@ def _lifespan(
     return lifespan
 
 
-def _include_flat(app: FastAPI, router: APIRouter, prefix: str = "") -> None:
-    """Register a router's routes on the app itself instead of `include_router`.
-
-    FastAPI >= 0.165 keeps an included router nested and resolves its routes at request time:
-    every request into `/api/v1/<resource>` walked the nested routers twice (match, then handle)
-    through ~60 `matches` calls, ~16% of an item GET's CPU (cProfile, bench/run.py). Routes
-    registered on the app are matched by one flat scan instead. Everything a route declares is
-    carried over (the routers below declare no router-level dependencies or responses of their
-    own beyond what `APIRouter` already folded into each route).
-    """
-    assert not router.dependencies, "declare dependencies per route"
-    assert not router.callbacks, "declare callbacks per route"
-    for route in router.routes:
-        assert isinstance(route, APIRoute), route
-        app.router.add_api_route(
-            prefix + route.path,
-            route.endpoint,
-            response_model=route.response_model,
-            status_code=route.status_code,
-            tags=route.tags,
-            dependencies=route.dependencies,
-            summary=route.summary,
-            description=route.description,
-            response_description=route.response_description,
-            responses=route.responses,
-            deprecated=route.deprecated,
-            methods=sorted(route.methods or ()),
-            operation_id=route.operation_id,
-            response_model_include=route.response_model_include,
-            response_model_exclude=route.response_model_exclude,
-            response_model_by_alias=route.response_model_by_alias,
-            response_model_exclude_unset=route.response_model_exclude_unset,
-            response_model_exclude_defaults=route.response_model_exclude_defaults,
-            response_model_exclude_none=route.response_model_exclude_none,
-            include_in_schema=route.include_in_schema,
-            response_class=route.response_class,
-            name=route.name,
-            callbacks=route.callbacks,
-            openapi_extra=route.openapi_extra,
-            strict_content_type=route.strict_content_type,
-            max_body_size=route.max_body_size,
-        )
-
-
 def _warm_up(app: FastAPI) -> None:
     """What FastAPI builds lazily on the event loop, built once here in a thread instead.
 
@@ -159,11 +117,12 @@ def create_app(
     )
     app.state.metrics = metrics
     install_problem_handlers(app)
-    _include_flat(app, health.router)
+    app.add_exception_handler(conditional.NotModified, conditional.not_modified_response)
+    # `include_flat` is `app.include_router` with the routes registered flat (keel.kit.routing).
+    include_flat(app, health.router)
     if metrics is not None:
-        _include_flat(app, metrics_api.router)
-    for router in api_v1.routers:
-        _include_flat(app, router, prefix=api_v1.PREFIX)
+        include_flat(app, metrics_api.router)
+    include_flat(app, api_v1.router)
     install_rate_limiting(app, settings)  # innermost middleware: after routers, before the rest
     install_middleware(app, settings, metrics=metrics, tracing=provider is not None)
     if provider is not None:

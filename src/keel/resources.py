@@ -132,6 +132,7 @@ async def open_resources(settings: Settings, role: str) -> AsyncIterator[Resourc
                 lock_ttl=settings.cache_lock_ttl_seconds,
                 lock_wait=settings.cache_lock_wait_seconds,
                 hold=settings.cache_invalidation_hold_seconds,
+                default_ttl=settings.cache_ttl_seconds,
             ),
             sessions=sessions,
         )

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncpg
 import httpx
 from fastapi import FastAPI
+from redis.asyncio import Redis
 
-from keel.api.deps import Db
+from keel.api.deps import CurrentUser, Db
 from keel.errors import Conflict
+from tests.auth.accounts import Account
 
 EMAIL = "tx@example.com"
 
@@ -57,3 +59,51 @@ async def test_unique_violation_becomes_409(
     assert response.status_code == 409
     assert response.json()["title"] == "Conflict"
     assert await count_users(db_connection) == 1
+
+
+class SavepointLog:
+    """The request's transaction is a savepoint in the test's transaction: count them."""
+
+    def __init__(self) -> None:
+        self.savepoints = 0
+
+    def __call__(self, record: asyncpg.connection.LoggedQuery) -> None:
+        if record.query.upper().startswith("SAVEPOINT"):
+            self.savepoints += 1
+
+
+async def test_the_transaction_begins_with_its_first_statement(
+    app: FastAPI, client: httpx.AsyncClient, db_connection: asyncpg.Connection
+) -> None:
+    async def untouched(db: Db) -> dict[str, str]:
+        return {"ok": "yes"}
+
+    app.add_api_route("/test/untouched", untouched, methods=["POST"])
+    add_routes(app)
+    log = SavepointLog()
+    db_connection.add_query_logger(log)
+    try:
+        assert (await client.post("/test/untouched")).status_code == 200
+        assert log.savepoints == 0
+        assert (await client.post("/test/insert")).status_code == 200
+        assert log.savepoints == 1
+    finally:
+        db_connection.remove_query_logger(log)
+
+
+async def test_a_transaction_declared_before_the_user_does_not_hold_a_connection_early(
+    app: FastAPI, client: httpx.AsyncClient, account: Account, redis: Redis
+) -> None:
+    """Without Redis's answer, authentication reads PostgreSQL through the pool. Had `Db` begun
+    its transaction first, the request would hold one pooled connection while waiting for a
+    second (a busy pool starves itself); the test database fails such a read loudly."""
+
+    async def transaction_first(db: Db, user: CurrentUser) -> dict[str, str]:
+        await db.fetchval("SELECT 1")
+        return {"user": str(user.user_id)}
+
+    app.add_api_route("/test/transaction-first", transaction_first, methods=["POST"])
+    await redis.flushdb()  # the session's state is no longer cached
+    response = await client.post("/test/transaction-first", headers=account.headers)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"user": str(account.id)}

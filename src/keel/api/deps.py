@@ -1,28 +1,25 @@
 """Annotated dependencies: the only way routers reach resources.
 
-All are `async def`: a sync dependency runs in the threadpool and costs ~100 us per request here.
-They read `request.state.resources` directly rather than through one another: every level of
-sub-dependency is another pass of FastAPI's solver (~25% of an item GET's CPU was dependency
-solving before they were flattened; bench/run.py, cProfile).
+All are `async def` (a sync dependency runs in FastAPI's thread pool) and each reads the
+lifespan's resources itself rather than through another dependency.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Annotated
 
-import asyncpg
-import httpx
 from arq.connections import ArqRedis
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 from redis.asyncio import Redis
 from starlette.requests import HTTPConnection
 
 from keel.auth.service import Principal, authenticate
 from keel.cache import Cache
-from keel.db.database import Database, Reader
+from keel.db.database import Database, Reader, Writer
+from keel.db.request_transaction import RequestTransaction
+from keel.kit.pagination import PageRequest
 from keel.observability.context import bind_user_id
 from keel.resources import Resources
 from keel.settings import Settings
@@ -55,9 +52,10 @@ async def get_database(request: Request) -> Database:
 
 async def get_db(
     database: Annotated[Database, Depends(get_database)],
-) -> AsyncIterator[asyncpg.Connection]:
-    async with database.transaction() as connection:
-        yield connection
+) -> AsyncIterator[RequestTransaction]:
+    """The request's transaction, begun by its first statement (keel.db.request_transaction)."""
+    async with RequestTransaction(database) as transaction:
+        yield transaction
 
 
 async def get_redis(request: Request) -> Redis:
@@ -68,13 +66,9 @@ async def get_arq(request: Request) -> ArqRedis:
     return _resources(request).arq
 
 
-async def get_http(request: Request) -> httpx.AsyncClient:
-    return _resources(request).http
-
-
 # scope="function": the transaction commits when the endpoint returns, before the response is
 # sent, so a failed commit becomes an error response instead of following a 2xx.
-Db = Annotated[asyncpg.Connection, Depends(get_db, scope="function")]
+Db = Annotated[Writer, Depends(get_db, scope="function")]
 # For endpoints that run exactly ONE read statement: no transaction (no BEGIN/COMMIT round
 # trips), the pooled connection held only while the statement runs. Anything that writes, or
 # reads twice and needs one snapshot, takes `Db`.
@@ -82,7 +76,6 @@ ReadDb = Annotated[Reader, Depends(get_database)]
 AppSettings = Annotated[Settings, Depends(get_settings_dep)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
 ArqDep = Annotated[ArqRedis, Depends(get_arq)]
-HttpClient = Annotated[httpx.AsyncClient, Depends(get_http)]
 
 
 async def get_cache(request: Request) -> Cache:
@@ -91,6 +84,25 @@ async def get_cache(request: Request) -> Cache:
 
 
 CacheDep = Annotated[Cache, Depends(get_cache)]
+
+
+async def get_page_request(
+    request: Request,
+    limit: Annotated[int | None, Query(ge=1, description="Capped by PAGE_MAX_LIMIT")] = None,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> PageRequest:
+    """`limit` and `cursor` of a listing (keel.kit.pagination), declared once for all of them."""
+    settings = _resources(request).settings
+    return PageRequest.of(
+        limit,
+        cursor,
+        default=settings.page_default_limit,
+        maximum=settings.page_max_limit,
+        secret=settings.secret_key.get_secret_value().encode(),
+    )
+
+
+PageQuery = Annotated[PageRequest, Depends(get_page_request)]
 
 # --- Authentication (keel.auth) ---
 # For services that own their transactions (refresh-token rotation must commit a revocation
@@ -106,9 +118,7 @@ class BearerAuthentication(OAuth2PasswordBearer):
     (each level costs another pass of FastAPI's solver, and a security scheme below a
     dependency makes FastAPI compute OAuth scopes for every level above it). auto_error=False:
     a missing token is our own 401 problem. PostgreSQL is read (one statement, no transaction)
-    only when Redis has no answer; declare `CurrentUser` before `Db` in an endpoint, so it is
-    solved first and a request never holds its transaction's connection while waiting for a
-    second one (tests/test_routes.py checks every route).
+    only when Redis has no answer.
     """
 
     async def __call__(self, request: HTTPConnection) -> Principal:  # type: ignore[override]
@@ -123,40 +133,6 @@ get_current_user = BearerAuthentication(
     tokenUrl="/api/v1/auth/token", scheme_name="OAuth2PasswordBearer", auto_error=False
 )
 CurrentUser = Annotated[Principal, Depends(get_current_user)]
-
-
-@dataclass(frozen=True, slots=True)
-class UserReader:
-    """The acting user and the database to read from, for an endpoint that runs ONE read
-    statement (`ReadDb`) as an authenticated user (`CurrentUser`).
-
-    It is both in ONE dependency: FastAPI solves every dependency on every request, ~84k
-    instructions each here (6% of an item GET, bench/item_instructions.py), and a hot read
-    needs nothing else. Endpoints that write keep `CurrentUser` and `Db`.
-
-    Overrides: on the routes that use it, `get_user_reader` stands for both `get_current_user`
-    and `get_database`, so `app.dependency_overrides` of either does not reach them; override
-    `get_user_reader` as well, or bind the database in the lifespan state as Keel's tests do
-    (`LifespanManager.use_database`), which every dependency sees.
-    """
-
-    user: Principal
-    db: Reader
-
-
-class ReaderAuthentication(BearerAuthentication):
-    """`BearerAuthentication` that also hands over the database (the same security scheme in
-    OpenAPI: the same name, the same Authorize button)."""
-
-    async def __call__(self, request: HTTPConnection) -> UserReader:  # type: ignore[override]
-        user = await super().__call__(request)
-        return UserReader(user, _resources(request).db)
-
-
-get_user_reader = ReaderAuthentication(
-    tokenUrl="/api/v1/auth/token", scheme_name="OAuth2PasswordBearer", auto_error=False
-)
-AuthenticatedRead = Annotated[UserReader, Depends(get_user_reader)]
 
 
 async def get_admin_user(user: CurrentUser) -> Principal:

@@ -101,9 +101,11 @@ class Cache:
         lock_ttl: float,
         lock_wait: float,
         hold: float,
+        default_ttl: float = 60.0,
         poll_interval: float = 0.02,
     ) -> None:
         self.guard = guard
+        self.default_ttl = default_ttl
         self.prefix = prefix
         self.lock_ttl = lock_ttl
         self.lock_wait = lock_wait
@@ -129,9 +131,10 @@ class Cache:
         key: str,
         compute: Callable[[], Awaitable[T]],
         adapter: TypeAdapter[T],
-        ttl: float,
+        ttl: float | None = None,
     ) -> T:
-        """The cached value of `key`, or `compute()`'s (stored for `ttl` seconds).
+        """The cached value of `key`, or `compute()`'s (stored for `ttl` seconds, by default
+        the cache's `default_ttl`, CACHE_TTL_SECONDS).
 
         A key must always hold the same type. `compute` runs at most once per flight.
         """
@@ -147,7 +150,9 @@ class Cache:
         flight = asyncio.get_running_loop().create_future()
         self._flights[key] = flight
         try:
-            value = await self._lead(key, compute, adapter, ttl)
+            value = await self._lead(
+                key, compute, adapter, self.default_ttl if ttl is None else ttl
+            )
         except asyncio.CancelledError:
             flight.set_exception(_Abandoned())
             raise

@@ -52,6 +52,13 @@ class Reader(Protocol):
     async def fetchval(self, query: str, *args: Any) -> Any: ...
 
 
+class Writer(Reader, Protocol):
+    """Runs statements inside the caller's transaction: the request's `Db`, or a connection a
+    service opened with `Database.transaction()`. Repository write functions take a Writer."""
+
+    async def execute(self, query: str, *args: Any) -> str: ...
+
+
 class Database(Reader, Protocol):
     """What services and dependencies need: transactions, and single reads outside them."""
 

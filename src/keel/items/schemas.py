@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal, Self
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from keel.openapi_schemas import NO_NUL, NOT_BLANK, STRIP, partial_update
+from keel.kit.schemas import NO_NUL, NOT_BLANK, STRIP, PartialUpdate
 
 Title = Annotated[str, Field(min_length=1, max_length=200, pattern=NOT_BLANK), STRIP]
 Description = Annotated[str, Field(max_length=10_000, pattern=NO_NUL)]
@@ -33,27 +33,15 @@ class ItemCreate(BaseModel):
     done: bool = False
 
 
-class ItemUpdate(BaseModel):
+class ItemUpdate(PartialUpdate):
     """PATCH: only the fields sent change. `description` may be set to null; the others not."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        strict=True,
-        json_schema_extra=partial_update("title", "done", example={"done": True}),
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [{"done": True}]})
+    not_null: ClassVar[frozenset[str]] = frozenset({"title", "done"})
 
     title: Title | None = None
     description: Description | None = None
     done: bool | None = None
-
-    @model_validator(mode="after")
-    def _check_fields(self) -> Self:
-        if not self.model_fields_set:
-            raise ValueError("send at least one of: title, description, done")
-        for name in ("title", "done"):
-            if name in self.model_fields_set and getattr(self, name) is None:
-                raise ValueError(f"{name} cannot be null")
-        return self
 
 
 class ItemRead(BaseModel):

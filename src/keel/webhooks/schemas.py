@@ -4,15 +4,43 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal, Self
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+)
 from pydantic.config import JsonDict
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
 
-from keel.openapi_schemas import NO_NUL, NOT_BLANK, STRIP, partial_update
+from keel.kit import events
+from keel.kit.schemas import NO_NUL, NOT_BLANK, STRIP, PartialUpdate
 
-# Events a user can subscribe to. `webhook.ping` is sent by the ping operation only.
-EventType = Literal["item.created", "item.updated", "item.deleted"]
+
+def _registered_event_type(name: str) -> str:
+    if name not in events.registered():
+        raise ValueError(f"unknown event type; one of: {', '.join(events.registered())}")
+    return name
+
+
+class _RegisteredEventTypes:
+    """JSON Schema of an event type: the enum of the types the domains registered (read when
+    the schema is built, after every domain is imported)."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"enum": events.registered(), "type": "string"}
+
+
+# Events a user can subscribe to: every type a domain registered (keel.kit.events).
+# `webhook.ping` is sent by the ping operation only.
+EventType = Annotated[str, AfterValidator(_registered_event_type), _RegisteredEventTypes]
 PING_EVENT = "webhook.ping"
 DeliveryStatus = Literal["pending", "succeeded", "failed"]
 
@@ -65,30 +93,16 @@ class EndpointCreate(BaseModel):
     description: Description | None = None
 
 
-class EndpointUpdate(BaseModel):
+class EndpointUpdate(PartialUpdate):
     """PATCH: only the fields sent change."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        strict=True,
-        json_schema_extra=partial_update(
-            "url", "events", "is_active", example={"is_active": False}
-        ),
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [{"is_active": False}]})
+    not_null: ClassVar[frozenset[str]] = frozenset({"url", "events", "is_active"})
 
     url: Url | None = None
     events: Events | None = None
     description: Description | None = None
     is_active: bool | None = None
-
-    @model_validator(mode="after")
-    def _check_fields(self) -> Self:
-        if not self.model_fields_set:
-            raise ValueError("send at least one of: url, events, description, is_active")
-        for name in ("url", "events", "is_active"):
-            if name in self.model_fields_set and getattr(self, name) is None:
-                raise ValueError(f"{name} cannot be null")
-        return self
 
 
 class EndpointRead(BaseModel):

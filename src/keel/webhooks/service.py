@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -99,7 +99,7 @@ async def update_endpoint(
     endpoint_id: uuid.UUID,
     data: EndpointUpdate,
 ) -> Endpoint:
-    fields: dict[str, Any] = {name: getattr(data, name) for name in data.model_fields_set}
+    fields = data.changes()
     if "url" in fields:
         fields["url"] = await check_url(fields["url"], settings)
     if "events" in fields:
@@ -196,7 +196,7 @@ async def ping(
         db,
         endpoint.id,
         PING_EVENT,
-        event_payload(PING_EVENT, {"endpoint_id": str(endpoint.id)}),
+        event_payload(PING_EVENT, {"endpoint_id": str(endpoint.id)}, datetime.now(UTC)),
         current_request_id(),
     )
     job_id = repo.delivery_job_id(delivery.id, delivery.enqueue_count)

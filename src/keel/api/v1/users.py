@@ -10,7 +10,6 @@ from fastapi import APIRouter, Query, status
 from keel.api.deps import (
     AdminUser,
     AppSettings,
-    AuthenticatedRead,
     CurrentUser,
     Db,
     ReadDb,
@@ -26,8 +25,8 @@ admin_router = APIRouter(prefix="/admin/users", tags=["admin"])
 
 
 @router.get("/me", operation_id="get_me", summary="Read my account", responses=problems(401, 404))
-async def get_me(reader: AuthenticatedRead) -> UserRead:
-    return UserRead.model_validate(await users_service.get_me(reader.db, reader.user))
+async def get_me(user: CurrentUser, db: ReadDb) -> UserRead:
+    return UserRead.model_validate(await users_service.get_me(db, user))
 
 
 @router.patch(

@@ -1,0 +1,73 @@
+"""Domain events: what changed, recorded in the same transaction as the change.
+
+A domain registers the types of events it records, once, and records each change:
+
+    ITEM_CREATED, ITEM_DELETED = events.register("item.created", "item.deleted")
+    ...
+    await events.record(db, ITEM_CREATED, owner_id=owner, data=ItemRead.model_validate(item))
+
+`record` hands the event to every subscriber inside the caller's transaction, so whatever a
+subscriber writes (a webhook delivery row, an outbox entry) exists if and only if the change
+commits. Subscribers know event types, never domains: `keel.webhooks` subscribes once and
+delivers each event to the owner's endpoints that asked for its type; the webhooks API offers
+exactly the registered types.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from keel.db.database import Writer
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    type: str
+    owner_id: uuid.UUID  # the user the event concerns: whose subscriptions receive it
+    data: dict[str, Any]  # JSON-ready
+    occurred_at: datetime
+
+
+Subscriber = Callable[[Writer, Event], Awaitable[None]]
+
+_types: dict[str, None] = {}  # registration order, for the API's list of event types
+_subscribers: list[Subscriber] = []
+
+
+def register(*types: str) -> tuple[str, ...]:
+    """Declare event types (`<resource>.<what happened>`); returns them for use as constants."""
+    for name in types:
+        resource, dot, happened = name.partition(".")
+        if not (resource and dot and happened):
+            raise ValueError(f"event types look like 'item.created', not {name!r}")
+        _types.setdefault(name, None)
+    return types
+
+
+def registered() -> list[str]:
+    return list(_types)
+
+
+def subscribe(subscriber: Subscriber) -> None:
+    """Called with every recorded event, in the recording transaction (once per subscriber)."""
+    if subscriber not in _subscribers:
+        _subscribers.append(subscriber)
+
+
+async def record(
+    db: Writer, event_type: str, *, owner_id: uuid.UUID, data: BaseModel | dict[str, Any]
+) -> Event:
+    """Hand the event to every subscriber, inside the caller's transaction."""
+    if event_type not in _types:
+        raise LookupError(f"unregistered event type {event_type!r}: register it first")
+    payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
+    event = Event(event_type, owner_id, payload, datetime.now(UTC))
+    for subscriber in _subscribers:
+        await subscriber(db, event)
+    return event

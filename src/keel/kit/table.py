@@ -1,0 +1,124 @@
+"""SQL for one table, derived from the dataclass of its rows, run on asyncpg.
+
+    items = Table("items", Item, on_insert=TIMESTAMPS, on_update={**TOUCH, **NEXT_VERSION})
+    await items.insert(db, {"owner_id": owner, "title": "milk"})
+    await items.fetch_one(db, "id = $1 AND owner_id = $2", item_id, owner)
+    await items.update(db, {"done": True}, "id = $1", item_id)
+
+The dataclass's fields, in order, are the columns every statement reads (`SELECT`, `RETURNING`),
+so the column list is written once and a row becomes a dataclass without naming its columns
+again. Statements are plain SQL with `$n` parameters: the caller writes each `WHERE`; values are
+always parameters, and column names only ever come from the dataclass or from the keys of the
+values given, which the code (never the request) chooses and which are checked against the
+dataclass. Each statement text is built once per shape and cached, so asyncpg prepares it once
+per connection.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping, Sequence
+from typing import Any, Generic, TypeVar
+
+from keel.db.database import Reader, Writer
+
+Row = TypeVar("Row")
+
+# SQL expressions for `on_insert` / `on_update`. clock_timestamp(), not now(): rows written by
+# one transaction still get distinct, ordered times, and a write's time is the write's own.
+TIMESTAMPS = {"created_at": "clock_timestamp()", "updated_at": "clock_timestamp()"}
+TOUCH = {"updated_at": "clock_timestamp()"}
+NEXT_VERSION = {"version": "version + 1"}
+
+
+class Table(Generic[Row]):
+    """One table: its name, the dataclass of a row, and what every insert and update sets."""
+
+    def __init__(
+        self,
+        name: str,
+        row: type[Row],
+        *,
+        on_insert: Mapping[str, str] | None = None,
+        on_update: Mapping[str, str] | None = None,
+    ) -> None:
+        if not dataclasses.is_dataclass(row):
+            raise TypeError(f"{row!r} is not a dataclass")
+        self.name = name
+        self.row = row
+        self.columns = tuple(field.name for field in dataclasses.fields(row))
+        self.column_list = ", ".join(self.columns)
+        self.on_insert = dict(on_insert or {})
+        self.on_update = dict(on_update or {})
+        # Built per instance: a method cache on the class would keep every table alive.
+        self.insert_sql = functools.cache(self._insert_sql)
+        self.update_sql = functools.cache(self._update_sql)
+
+    def to_row(self, record: Sequence[Any]) -> Row:
+        """A row read with `column_list`: positional, in the dataclass's field order."""
+        return self.row(*record)
+
+    def select_sql(self, where: str, *, order_by: str = "", limit: str = "") -> str:
+        sql = f"SELECT {self.column_list} FROM {self.name} WHERE {where}"  # noqa: S608
+        if order_by:
+            sql += f" ORDER BY {order_by}"
+        if limit:
+            sql += f" LIMIT {limit}"
+        return sql
+
+    def delete_sql(self, where: str) -> str:
+        return f"DELETE FROM {self.name} WHERE {where} RETURNING {self.column_list}"  # noqa: S608
+
+    def _insert_sql(self, names: tuple[str, ...]) -> str:
+        self._check(names)
+        placeholders = [f"${number}" for number in range(1, len(names) + 1)]
+        columns = [*names, *self.on_insert]
+        expressions = [*placeholders, *self.on_insert.values()]
+        return (
+            f"INSERT INTO {self.name} ({', '.join(columns)}) "  # noqa: S608
+            f"VALUES ({', '.join(expressions)}) RETURNING {self.column_list}"
+        )
+
+    def _update_sql(self, names: tuple[str, ...], where: str, first: int) -> str:
+        """`SET` the given columns from `$first` on, plus `on_update`; `where` uses `$1...`."""
+        self._check(names)
+        assignments = [f"{name} = ${number}" for number, name in enumerate(names, first)]
+        assignments += [f"{name} = {expression}" for name, expression in self.on_update.items()]
+        return (
+            f"UPDATE {self.name} SET {', '.join(assignments)} "  # noqa: S608
+            f"WHERE {where} RETURNING {self.column_list}"
+        )
+
+    def _check(self, names: tuple[str, ...]) -> None:
+        unknown = set(names) - set(self.columns)
+        if unknown or not names:
+            raise ValueError(f"{self.name}: not columns of {self.row.__name__}: {unknown or '()'}")
+
+    async def fetch_one(self, db: Reader, where: str, *args: Any) -> Row | None:
+        record = await db.fetchrow(self.select_sql(where), *args)
+        return None if record is None else self.to_row(record)
+
+    async def fetch_all(self, db: Reader, sql: str, *args: Any) -> list[Row]:
+        """Rows of a statement that selects `column_list` (e.g. built with `select_sql`)."""
+        return [self.to_row(record) for record in await db.fetch(sql, *args)]
+
+    async def insert(self, db: Writer, values: Mapping[str, Any]) -> Row:
+        names = tuple(values)
+        record = await db.fetchrow(self.insert_sql(names), *values.values())
+        assert record is not None  # INSERT ... RETURNING always returns the row
+        return self.to_row(record)
+
+    async def update(
+        self, db: Writer, values: Mapping[str, Any], where: str, *args: Any
+    ) -> Row | None:
+        """Set `values` on the rows `where` matches (its parameters are `args`); the updated
+        row, or None when nothing matched."""
+        sql = self.update_sql(tuple(values), where, len(args) + 1)
+        record = await db.fetchrow(sql, *args, *values.values())
+        return None if record is None else self.to_row(record)
+
+    async def delete(self, db: Writer, where: str, *args: Any) -> Row | None:
+        """The deleted row as it was, or None when nothing matched."""
+        record = await db.fetchrow(self.delete_sql(where), *args)
+        return None if record is None else self.to_row(record)
