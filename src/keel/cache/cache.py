@@ -1,6 +1,6 @@
 """Cache-aside for expensive reads, with stampede protection, that works without Redis.
 
-`await cache.get_or_compute(key, compute, adapter, ttl)`:
+`await cache.get_or_compute(key, compute, ItemStats)` (the value's type, or a TypeAdapter):
 
 1. One round trip reads the value; on a hit it is decoded and returned.
 2. On a miss, one caller computes and the others wait for its result (single flight):
@@ -115,11 +115,19 @@ class Cache:
         # wait_timeout (computed after the bounded wait), not_stored (generation/hold).
         self.stats: Counter[str] = Counter()
         self._flights: dict[str, asyncio.Future[Any]] = {}
+        self._adapters: dict[Any, TypeAdapter[Any]] = {}
         client = guard.client
         self._read_or_lock = client.register_script(_READ_OR_LOCK)
         self._store_and_unlock = client.register_script(_STORE_AND_UNLOCK)
         self._unlock = client.register_script(_UNLOCK)
         self._invalidate = client.register_script(_INVALIDATE)
+
+    def _adapter(self, kind: type[T]) -> TypeAdapter[T]:
+        """One adapter per type (building one compiles a validator and a serializer)."""
+        adapter = self._adapters.get(kind)
+        if adapter is None:
+            adapter = self._adapters[kind] = TypeAdapter(kind)
+        return adapter
 
     def _keys(self, key: str) -> tuple[str, str, str, str]:
         # One hash tag per key keeps the four on one Redis Cluster slot.
@@ -130,7 +138,7 @@ class Cache:
         self,
         key: str,
         compute: Callable[[], Awaitable[T]],
-        adapter: TypeAdapter[T],
+        kind: type[T] | TypeAdapter[T],
         ttl: float | None = None,
     ) -> T:
         """The cached value of `key`, or `compute()`'s (stored for `ttl` seconds, by default
@@ -138,6 +146,7 @@ class Cache:
 
         A key must always hold the same type. `compute` runs at most once per flight.
         """
+        adapter = kind if isinstance(kind, TypeAdapter) else self._adapter(kind)
         while True:
             flight = self._flights.get(key)
             if flight is None:

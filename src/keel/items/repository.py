@@ -36,6 +36,7 @@ items = Table("items", Item, on_insert=TIMESTAMPS, on_update={**TOUCH, **NEXT_VE
 
 VISIBLE = "id = $1 AND (owner_id = $2 OR $3)"
 VISIBLE_AT_VERSION = f"{VISIBLE} AND ($4::int[] IS NULL OR version = ANY($4::int[]))"
+Versions = list[int] | None  # those If-Match allows; None: any
 
 
 async def insert(db: Writer, owner_id: uuid.UUID, fields: dict[str, Any]) -> Item:
@@ -47,23 +48,19 @@ async def get_visible(db: Reader, item_id: uuid.UUID, actor: Principal) -> Item 
 
 
 async def update(
-    db: Writer,
-    item_id: uuid.UUID,
-    actor: Principal,
-    versions: list[int] | None,
-    changes: dict[str, Any],
+    db: Writer, item_id: uuid.UUID, actor: Principal, versions: Versions, changes: dict[str, Any]
 ) -> Item | None:
     """None when the item is not visible or its version is not one of `versions`."""
-    where = VISIBLE_AT_VERSION
-    return await items.update(db, changes, where, item_id, actor.user_id, actor.is_admin, versions)
+    args = item_id, actor.user_id, actor.is_admin, versions
+    return await items.update(db, changes, VISIBLE_AT_VERSION, *args)
 
 
 async def delete(
-    db: Writer, item_id: uuid.UUID, actor: Principal, versions: list[int] | None
+    db: Writer, item_id: uuid.UUID, actor: Principal, versions: Versions
 ) -> Item | None:
     """The deleted item as it was, or None (as `update`)."""
-    where = VISIBLE_AT_VERSION
-    return await items.delete(db, where, item_id, actor.user_id, actor.is_admin, versions)
+    args = item_id, actor.user_id, actor.is_admin, versions
+    return await items.delete(db, VISIBLE_AT_VERSION, *args)
 
 
 async def list_page(
@@ -75,14 +72,14 @@ async def list_page(
     return await fetch_page(items, db, page, where, owner_id, done, sort=sort)
 
 
+STATS = """
+    SELECT count(*) AS total, count(*) FILTER (WHERE done) AS done,
+           count(*) FILTER (WHERE NOT done) AS open, max(updated_at) AS last_updated_at
+    FROM items WHERE owner_id = $1
+"""
+
+
 async def stats(db: Reader, owner_id: uuid.UUID) -> ItemStats:
-    row = await db.fetchrow(
-        """
-        SELECT count(*) AS total, count(*) FILTER (WHERE done) AS done,
-               count(*) FILTER (WHERE NOT done) AS open, max(updated_at) AS last_updated_at
-        FROM items WHERE owner_id = $1
-        """,
-        owner_id,
-    )
+    row = await db.fetchrow(STATS, owner_id)
     assert row is not None  # an aggregate always returns one row
     return ItemStats(**row)

@@ -8,7 +8,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from keel.kit.schemas import NO_NUL, NOT_BLANK, STRIP, PartialUpdate
+from keel.kit.schemas import NO_NUL, NOT_BLANK, STRIP, InputModel, PartialUpdate
 
 Title = Annotated[str, Field(min_length=1, max_length=200, pattern=NOT_BLANK), STRIP]
 Description = Annotated[str, Field(max_length=10_000, pattern=NO_NUL)]
@@ -16,16 +16,13 @@ Description = Annotated[str, Field(max_length=10_000, pattern=NO_NUL)]
 ItemSort = Literal["-created_at", "created_at", "title", "-title"]
 
 
-class ItemCreate(BaseModel):
-    # strict: `"done": 1` or `"title": 5` are errors, not silently coerced.
+class ItemCreate(InputModel):
     model_config = ConfigDict(
-        extra="forbid",
-        strict=True,
         json_schema_extra={
             "examples": [
                 {"title": "Write the release notes", "description": "For 1.4", "done": False}
             ]
-        },
+        }
     )
 
     title: Title

@@ -8,36 +8,31 @@ from __future__ import annotations
 
 import uuid
 
-from pydantic import TypeAdapter
-
 from keel.auth.service import Principal
 from keel.cache import Cache
 from keel.db.database import Reader, Writer
 from keel.errors import AppError, NotFound, PreconditionFailed
 from keel.items import repository as items_repo
-from keel.items.repository import Item
+from keel.items.repository import Item, Versions
 from keel.items.schemas import ItemCreate, ItemRead, ItemSort, ItemStats, ItemUpdate
 from keel.kit import events
 from keel.kit.pagination import PageRequest, Slice
 
-ITEM_CREATED, ITEM_UPDATED, ITEM_DELETED = events.register(
-    "item.created", "item.updated", "item.deleted"
-)
-ITEM_NOT_FOUND = "No such item."
+CREATED, UPDATED, DELETED = events.register("item.created", "item.updated", "item.deleted")
+NOT_FOUND = "No such item."
 STALE = "The item has changed since you read it (If-Match does not match its current ETag)."
-_STATS = TypeAdapter(ItemStats)
 
 
 async def create_item(db: Writer, cache: Cache, actor: Principal, data: ItemCreate) -> Item:
     item = await items_repo.insert(db, actor.user_id, data.model_dump())
-    await _changed(db, cache, ITEM_CREATED, item)
+    await _changed(db, cache, CREATED, item)
     return item
 
 
 async def get_item(db: Reader, actor: Principal, item_id: uuid.UUID) -> Item:
     item = await items_repo.get_visible(db, item_id, actor)
     if item is None:
-        raise NotFound(ITEM_NOT_FOUND)
+        raise NotFound(NOT_FOUND)
     return item
 
 
@@ -54,42 +49,37 @@ async def update_item(
     actor: Principal,
     item_id: uuid.UUID,
     data: ItemUpdate,
-    expected_versions: list[int] | None = None,
+    versions: Versions,
 ) -> Item:
-    """Apply the fields sent; with `expected_versions`, only if the item is still at one of them."""
-    item = await items_repo.update(db, item_id, actor, expected_versions, data.changes())
+    """Apply the fields sent, if the item is still at one of `versions` (None: any)."""
+    item = await items_repo.update(db, item_id, actor, versions, data.changes())
     if item is None:
         raise await _why_missed(db, actor, item_id)
-    await _changed(db, cache, ITEM_UPDATED, item)
+    await _changed(db, cache, UPDATED, item)
     return item
 
 
 async def delete_item(
-    db: Writer,
-    cache: Cache,
-    actor: Principal,
-    item_id: uuid.UUID,
-    expected_versions: list[int] | None = None,
+    db: Writer, cache: Cache, actor: Principal, item_id: uuid.UUID, versions: Versions
 ) -> None:
-    item = await items_repo.delete(db, item_id, actor, expected_versions)
+    item = await items_repo.delete(db, item_id, actor, versions)
     if item is None:
         raise await _why_missed(db, actor, item_id)
-    await _changed(db, cache, ITEM_DELETED, item)
+    await _changed(db, cache, DELETED, item)
 
 
 async def _why_missed(db: Writer, actor: Principal, item_id: uuid.UUID) -> AppError:
     """A write matched no row: 404 if the actor cannot see the item, else its version moved."""
     if await items_repo.get_visible(db, item_id, actor) is None:
-        return NotFound(ITEM_NOT_FOUND)
+        return NotFound(NOT_FOUND)
     return PreconditionFailed(STALE)
 
 
 async def _changed(db: Writer, cache: Cache, event_type: str, item: Item) -> None:
     """After every write: the owner's statistics are stale, and subscribers hear of it (in
-    this transaction, so a webhook is sent only if the write commits)."""
+    this transaction, so a webhook goes out only if the write commits)."""
     await cache.invalidate(stats_cache_key(item.owner_id))
-    data = ItemRead.model_validate(item)
-    await events.record(db, event_type, owner_id=item.owner_id, data=data)
+    await events.record(db, event_type, owner_id=item.owner_id, data=ItemRead.model_validate(item))
 
 
 def stats_cache_key(owner_id: uuid.UUID) -> str:
@@ -97,10 +87,7 @@ def stats_cache_key(owner_id: uuid.UUID) -> str:
 
 
 async def item_stats(db: Reader, cache: Cache, actor: Principal) -> ItemStats:
-    """The actor's item counts. Computed once per cache TTL (concurrent misses share one query,
-    across processes too) and recomputed after any write; without Redis, computed each time."""
-    return await cache.get_or_compute(
-        stats_cache_key(actor.user_id),
-        lambda: items_repo.stats(db, actor.user_id),
-        _STATS,
-    )
+    """The actor's item counts: computed once per cache TTL (concurrent misses share one query,
+    across processes too) and after any write; without Redis, computed each time."""
+    key = stats_cache_key(actor.user_id)
+    return await cache.get_or_compute(key, lambda: items_repo.stats(db, actor.user_id), ItemStats)

@@ -38,14 +38,17 @@ IfMatch = Annotated[
     Header(description="ETag from a previous read; the write fails with 412 if it changed"),
 ]
 
-# OpenAPI: the validators on a successful response, and the 304.
-VALIDATOR_HEADERS: dict[str, Any] = {
+# OpenAPI `responses` of a conditional read (validators on the 200, the 304) and of a write
+# that answers the new representation (validators on the 200).
+_VALIDATOR_HEADERS: dict[str, Any] = {
     "ETag": {"schema": {"type": "string"}, "description": "Strong entity tag"},
     "Last-Modified": {"schema": {"type": "string"}},
 }
-NOT_MODIFIED_RESPONSE = {
-    "description": "Not Modified: the client's copy (If-None-Match) is current"
+READ_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"headers": _VALIDATOR_HEADERS},
+    304: {"description": "Not Modified: the client's copy (If-None-Match) is current"},
 }
+WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"headers": _VALIDATOR_HEADERS}}
 
 
 class Versioned(Protocol):

@@ -3,6 +3,9 @@
 - Text: PostgreSQL `text` cannot hold U+0000, so every text field forbids it (a NUL in a title
   was a 500); as a `pattern` the rule is in the published schema too. A required label:
   `Annotated[str, Field(min_length=1, max_length=200, pattern=NOT_BLANK), STRIP]`.
+- `InputModel`: the base of request bodies. Unknown fields are refused (`id`, `owner_id`,
+  `is_admin` sent by a client are a 422, never stored) and values are not coerced (`"done": 1`
+  is a 422, not `true`).
 - `PartialUpdate`: a PATCH body. Only the fields sent change, at least one must be sent, and
   fields in `not_null` may be left out but not sent as null.
 """
@@ -24,11 +27,16 @@ NOT_BLANK = r"^[^\x00]*[^\s\x00][^\x00]*$"
 STRIP = AfterValidator(str.strip)
 
 
-class PartialUpdate(BaseModel):
+class InputModel(BaseModel):
+    """Base of request bodies: unknown fields refused, values not coerced."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class PartialUpdate(InputModel):
     """Base of PATCH bodies. Fields are declared `X | None = None`; `changes()` gives the ones
     sent, which is what the UPDATE sets (a `None` there means NULL)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
     # Declared `X | None` only so that "left out" can be told apart: null is refused for them.
     not_null: ClassVar[frozenset[str]] = frozenset()
 

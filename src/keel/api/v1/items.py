@@ -15,9 +15,11 @@ from keel.kit.conditional import IfMatch, IfModifiedSince, IfNoneMatch
 from keel.kit.pagination import Page
 
 router = APIRouter(prefix="/items", tags=["items"])
-
 # Item paths are `{item_id:uuid}`: only a UUID routes to an item, so `/items/stats` is never
 # taken for an item id, whatever the order of the routes. OpenAPI shows `/items/{item_id}`.
+CREATED = links(
+    "item", "item_id", GetItem="get_item", UpdateItem="update_item", DeleteItem="delete_item"
+)
 
 
 @router.post(
@@ -25,18 +27,7 @@ router = APIRouter(prefix="/items", tags=["items"])
     status_code=status.HTTP_201_CREATED,
     operation_id="create_item",
     summary="Create an item",
-    responses={
-        201: {
-            "links": links(
-                "item",
-                "item_id",
-                GetItem="get_item",
-                UpdateItem="update_item",
-                DeleteItem="delete_item",
-            )
-        },
-        **problems(400, 413, 401, 422),
-    },
+    responses={201: CREATED, **problems(400, 413, 401, 422)},
 )
 async def create_item(
     body: ItemCreate,
@@ -77,11 +68,7 @@ async def item_stats(user: CurrentUser, db: ReadDb, cache: CacheDep) -> ItemStat
     "/{item_id:uuid}",
     operation_id="get_item",
     summary="Read an item",
-    responses={
-        200: {"headers": conditional.VALIDATOR_HEADERS},
-        304: conditional.NOT_MODIFIED_RESPONSE,
-        **problems(401, 404, 422),
-    },
+    responses={**conditional.READ_RESPONSES, **problems(401, 404, 422)},
 )
 async def get_item(
     item_id: uuid.UUID,
@@ -100,10 +87,7 @@ async def get_item(
     "/{item_id:uuid}",
     operation_id="update_item",
     summary="Update an item",
-    responses={
-        200: {"headers": conditional.VALIDATOR_HEADERS},
-        **problems(400, 413, 401, 404, 412, 422),
-    },
+    responses={**conditional.WRITE_RESPONSES, **problems(400, 413, 401, 404, 412, 422)},
 )
 async def update_item(
     item_id: uuid.UUID,

@@ -64,16 +64,18 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return responses
 
 
-def links(resource: str, id_field: str, **operations: str) -> dict[str, dict[str, Any]]:
-    """OpenAPI `links` from a response that carries a resource's id to the operations on it
+def links(resource: str, id_field: str, **operations: str) -> dict[str, Any]:
+    """A response's OpenAPI `links` from the resource id it carries to the operations on it
     (generated clients and schemathesis' stateful phase follow them: create -> get -> update ->
-    delete). `operations` maps a link name to an operation id; the path parameter is
-    `id_field`, filled from the response body's `id`."""
+    delete): `responses={201: links(...)}`. `operations` maps a link name to an operation id;
+    the path parameter is `id_field`, filled from the response body's `id`."""
     return {
-        name: {
-            "operationId": operation_id,
-            "parameters": {id_field: "$response.body#/id"},
-            "description": f"The {resource} in this response",
+        "links": {
+            name: {
+                "operationId": operation_id,
+                "parameters": {id_field: "$response.body#/id"},
+                "description": f"The {resource} in this response",
+            }
+            for name, operation_id in operations.items()
         }
-        for name, operation_id in operations.items()
     }

@@ -46,18 +46,16 @@ def _read(endpoint: Endpoint) -> EndpointRead:
     operation_id="create_webhook_endpoint",
     summary="Register a webhook endpoint",
     responses={
-        201: {
-            "links": links(
-                "endpoint",
-                "endpoint_id",
-                GetEndpoint="get_webhook_endpoint",
-                UpdateEndpoint="update_webhook_endpoint",
-                DeleteEndpoint="delete_webhook_endpoint",
-                RotateSecret="rotate_webhook_secret",
-                PingEndpoint="ping_webhook_endpoint",
-                ListDeliveries="list_webhook_deliveries",
-            )
-        },
+        201: links(
+            "endpoint",
+            "endpoint_id",
+            GetEndpoint="get_webhook_endpoint",
+            UpdateEndpoint="update_webhook_endpoint",
+            DeleteEndpoint="delete_webhook_endpoint",
+            RotateSecret="rotate_webhook_secret",
+            PingEndpoint="ping_webhook_endpoint",
+            ListDeliveries="list_webhook_deliveries",
+        ),
         **problems(400, 413, 401, 422),
     },
 )
