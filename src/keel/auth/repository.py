@@ -1,4 +1,8 @@
-"""Every SQL statement about sessions and refresh tokens. Timestamps come from PostgreSQL."""
+"""Every SQL statement about credentials, sessions and refresh tokens.
+
+Timestamps come from PostgreSQL. Credentials (a user's password hash, whether the account may log
+in) are read and written here, so the users domain depends on auth and never the other way round.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,14 @@ from datetime import datetime
 import asyncpg
 
 from keel.db.database import Reader
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    id: uuid.UUID
+    password_hash: str
+    is_active: bool
+    is_admin: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +39,31 @@ class RefreshTokenRow:
     session_revoked: bool
     user_is_active: bool
     user_is_admin: bool
+
+
+async def credentials_by_email(db: asyncpg.Connection, email: str) -> Credentials | None:
+    """FOR SHARE: a concurrent deactivation waits for this login, or this login sees it."""
+    row = await db.fetchrow(
+        "SELECT id, password_hash, is_active, is_admin FROM users WHERE email = $1 FOR SHARE",
+        email,
+    )
+    return None if row is None else Credentials(**row)
+
+
+async def credentials(db: asyncpg.Connection, user_id: uuid.UUID) -> Credentials | None:
+    row = await db.fetchrow(
+        "SELECT id, password_hash, is_active, is_admin FROM users WHERE id = $1 FOR UPDATE",
+        user_id,
+    )
+    return None if row is None else Credentials(**row)
+
+
+async def set_password_hash(db: asyncpg.Connection, user_id: uuid.UUID, password_hash: str) -> None:
+    await db.execute(
+        "UPDATE users SET password_hash = $2, updated_at = clock_timestamp() WHERE id = $1",
+        user_id,
+        password_hash,
+    )
 
 
 async def session_state(db: Reader, session_id: uuid.UUID, user_id: uuid.UUID) -> SessionRow | None:
