@@ -38,7 +38,6 @@ class RefreshTokenRow:
     expired: bool
     session_revoked: bool
     user_is_active: bool
-    user_is_admin: bool
 
 
 async def credentials_by_email(db: asyncpg.Connection, email: str) -> Credentials | None:
@@ -108,7 +107,7 @@ async def find_refresh_token_for_update(
         SELECT t.id, t.session_id, s.user_id, t.used_at,
                t.expires_at <= now() AS expired,
                s.revoked_at IS NOT NULL AS session_revoked,
-               u.is_active AS user_is_active, u.is_admin AS user_is_admin
+               u.is_active AS user_is_active
         FROM refresh_tokens AS t
         JOIN auth_sessions AS s ON s.id = t.session_id
         JOIN users AS u ON u.id = s.user_id
