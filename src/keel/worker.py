@@ -21,11 +21,10 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from keel.heap import tuned_collector
+from keel.housekeeping.tasks import database_clock, purge_expired_records
 from keel.jobs.metrics import JobMetrics, MetricsServer
-from keel.jobs.tasks import purge_expired_records
 from keel.observability.context import with_job_context
 from keel.observability.logging import configure_logging
-from keel.ops.tasks import database_clock
 from keel.resources import open_resources, redis_retry
 from keel.settings import Settings
 from keel.webhooks.outbox import OutboxRelay

@@ -16,7 +16,7 @@ from arq.connections import ArqRedis
 from arq.jobs import Job
 from redis.asyncio import Redis
 
-from keel.jobs.maintenance import purge_expired
+from keel.housekeeping.purge import purge_expired
 from keel.settings import Settings
 from keel_dev.embedded import free_port
 from tests.auth.accounts import Account

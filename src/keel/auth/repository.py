@@ -175,3 +175,40 @@ async def revoke_user_sessions(
         keep_session_id,
     )
     return [row["id"] for row in rows]
+
+
+async def purge_expired_refresh_tokens(db: asyncpg.Connection, limit: int) -> int:
+    """Delete up to `limit` refresh tokens expired for over a day; returns how many."""
+    deleted: int = await db.fetchval(
+        """
+        WITH doomed AS (
+            SELECT id FROM refresh_tokens WHERE expires_at < now() - interval '1 day' LIMIT $1
+        ), gone AS (
+            DELETE FROM refresh_tokens WHERE id IN (SELECT id FROM doomed) RETURNING 1
+        )
+        SELECT count(*) FROM gone
+        """,
+        limit,
+    )
+    return deleted
+
+
+async def purge_stale_sessions(db: asyncpg.Connection, limit: int) -> int:
+    """Delete up to `limit` sessions revoked over a day ago, or older than a day with no refresh
+    token left; returns how many."""
+    deleted: int = await db.fetchval(
+        """
+        WITH doomed AS (
+            SELECT s.id FROM auth_sessions s
+            WHERE s.revoked_at < now() - interval '1 day'
+               OR (s.created_at < now() - interval '1 day'
+                   AND NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.session_id = s.id))
+            LIMIT $1
+        ), gone AS (
+            DELETE FROM auth_sessions WHERE id IN (SELECT id FROM doomed) RETURNING 1
+        )
+        SELECT count(*) FROM gone
+        """,
+        limit,
+    )
+    return deleted
