@@ -80,7 +80,7 @@ def settings(database_url: str, redis_url: str) -> Settings:
         db_pool_max_size=4,
         arq_queue_name=f"keel:test:{xdist_worker()}",
         # The suite starts hundreds of apps in one process, and each freeze first runs a full
-        # collection of the whole test process (~0.3 s). tests/test_heap.py turns it on.
+        # collection of the whole test process (~0.3 s). tests/test_gc_tuning.py turns it on.
         gc_freeze=False,
     )
 
