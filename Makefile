@@ -29,7 +29,7 @@ $(BIN)/.synced: $(UV) requirements-dev.lock pyproject.toml
 venv: $(BIN)/.synced
 
 dev: $(BIN)/.synced ## run API (auto-reload) + worker; embedded Postgres/Redis unless DATABASE_URL/REDIS_URL are set
-	$(BIN)/keel dev
+	$(BIN)/python -m keel_dev
 
 test: $(BIN)/.synced ## the whole suite against real PostgreSQL and Redis (TEST_*_URL or embedded)
 	$(BIN)/pytest $(PYTEST_ARGS)

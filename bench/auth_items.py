@@ -43,8 +43,8 @@ import asyncpg
 import httpx
 from redis import Redis
 
-from keel.cli import run_migrations
-from keel.embedded import EmbeddedPostgres, EmbeddedRedis
+from keel.db.migrations import run_migrations
+from keel_dev.embedded import EmbeddedPostgres, EmbeddedRedis
 
 HOST = "127.0.0.1"
 ROOT = Path(__file__).resolve().parents[1]

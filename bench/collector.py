@@ -1,8 +1,8 @@
-"""What the garbage collector costs Keel's authenticated item GET, and what keel.heap buys.
+"""What the garbage collector costs Keel's authenticated item GET, and what keel.gc_tuning buys.
 
     .venv/bin/python -m bench.collector [--duration 5] [--rounds 6]     # ~4 minutes
 
-Three Keel servers, identical but for the collector settings (keel.heap):
+Three Keel servers, identical but for the collector settings (keel.gc_tuning):
 
 * `interpreter default`: GC_FREEZE=false, GC_YOUNG_THRESHOLD=0 (CPython's 700, 10, 10);
 * `frozen`: the start-up heap frozen (GC_FREEZE=true), the interpreter's thresholds;

@@ -26,7 +26,7 @@ from pathlib import Path
 import asyncpg
 from redis.asyncio import Redis
 
-from keel.cli import run_migrations
+from keel.db.migrations import run_migrations
 from keel.db.pool import init_connection
 from keel.settings import Settings
 from keel.webhooks import repository as repo

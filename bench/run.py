@@ -11,7 +11,7 @@ p50 and p99 and the error counts. A run with socket errors or unexpected statuse
 left out of the medians. The gunicorn scenario (1 vs 2 workers) is not pinned: it uses both cores.
 
 PostgreSQL and Redis: BENCH_DATABASE_URL / BENCH_REDIS_URL, else TEST_DATABASE_URL /
-TEST_REDIS_URL, else embedded servers started here (keel.embedded). The database BENCH_DB_NAME
+TEST_REDIS_URL, else embedded servers started here (keel_dev.embedded). The database BENCH_DB_NAME
 (default keel_bench_h) is dropped and recreated; Redis logical db BENCH_REDIS_DB (default 12) is
 flushed. Results: bench/results/<scenario>.json, summary.md, benchmarks.png.
 Only 127.0.0.1 traffic; every run is bounded.
@@ -40,8 +40,8 @@ from redis import Redis
 
 from bench import harness
 from bench.harness import Figure, Request, Run, Scenario, with_database, with_redis_db
-from keel.cli import run_migrations
-from keel.embedded import EmbeddedPostgres, EmbeddedRedis
+from keel.db.migrations import run_migrations
+from keel_dev.embedded import EmbeddedPostgres, EmbeddedRedis
 
 PASSWORD = "benchmark password 0123"  # noqa: S105
 JWT_SECRET = "bench-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"  # noqa: S105

@@ -19,12 +19,12 @@ import pytest
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from keel.cli import run_migrations
+from keel.db.migrations import run_migrations
 from keel.db.pool import init_connection
-from keel.embedded import EmbeddedPostgres, EmbeddedRedis
 from keel.main import create_app
 from keel.settings import Environment, Settings
 from keel.webhooks import ssrf as webhook_ssrf
+from keel_dev.embedded import EmbeddedPostgres, EmbeddedRedis
 from tests.auth.accounts import Account, AccountFactory, make_account
 from tests.helpers.database import TransactionBoundDatabase
 from tests.helpers.lifespan import LifespanManager
@@ -80,7 +80,7 @@ def settings(database_url: str, redis_url: str) -> Settings:
         db_pool_max_size=4,
         arq_queue_name=f"keel:test:{xdist_worker()}",
         # The suite starts hundreds of apps in one process, and each freeze first runs a full
-        # collection of the whole test process (~0.3 s). tests/test_heap.py turns it on.
+        # collection of the whole test process (~0.3 s). tests/test_gc_tuning.py turns it on.
         gc_freeze=False,
     )
 

@@ -1,4 +1,5 @@
-"""`keel dev` from a fresh folder: embedded servers, migrations, API + worker, clean shutdown."""
+"""`make dev` (`python -m keel_dev`) from a fresh folder: embedded servers, migrations, API and
+worker, clean shutdown."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ import httpx
 import psutil
 import pytest
 
-from keel.cli import project_root
-from keel.embedded import free_port
+from keel.db.migrations import project_root
+from keel_dev.embedded import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +30,7 @@ EMBEDDED_URL = re.compile(r"embedded PostgreSQL at (\S+)")
 
 
 def fresh_project(tmp_path: Path) -> Path:
-    """A folder that looks like a fresh clone to `keel dev`: alembic.ini and migrations only."""
+    """A folder that looks like a fresh clone to the dev loop: alembic.ini and migrations only."""
     root = project_root()
     shutil.copy(root / "alembic.ini", tmp_path / "alembic.ini")
     shutil.copytree(root / "migrations", tmp_path / "migrations")
@@ -86,7 +87,7 @@ def project(tmp_path: Path) -> Iterator[Path]:
 def start_dev(project: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "keel.cli", "dev", "--port", str(port)],
+            [sys.executable, "-m", "keel_dev", "--port", str(port)],
             cwd=project,
             env=dev_env(),
             stdout=out,

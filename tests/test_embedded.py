@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from keel import embedded
-from keel.embedded import (
+from keel_dev import embedded
+from keel_dev.embedded import (
     EmbeddedPostgres,
     EmbeddedRedis,
     EmbeddedUnavailable,

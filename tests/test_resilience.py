@@ -15,11 +15,11 @@ import httpx
 import pytest
 
 from keel.db.database import Database
-from keel.embedded import EmbeddedPostgres, EmbeddedRedis
 from keel.errors import DependencyUnavailable
 from keel.main import create_app
 from keel.resources import open_resources
 from keel.settings import Environment, Settings
+from keel_dev.embedded import EmbeddedPostgres, EmbeddedRedis
 from tests.helpers.lifespan import LifespanManager
 from tests.helpers.tcp_proxy import TcpProxy
 

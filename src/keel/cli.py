@@ -1,4 +1,7 @@
-"""`keel serve | worker | migrate | dev`: one entry point for every process Keel runs."""
+"""`keel serve | worker | migrate`: one entry point for every process Keel runs.
+
+The development loop (`make dev`) is dev-only tooling: `python -m keel_dev`.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +11,11 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+from keel.db.migrations import run_migrations
 from keel.settings import Settings, describe_validation_error, get_settings
-
-if TYPE_CHECKING:
-    from alembic.config import Config as AlembicConfig
 
 
 def load_settings_or_exit() -> Settings:
@@ -25,32 +25,6 @@ def load_settings_or_exit() -> Settings:
     except ValidationError as error:
         print(f"keel: invalid configuration: {describe_validation_error(error)}", file=sys.stderr)
         raise SystemExit(2) from None
-
-
-def project_root() -> Path:
-    """The folder holding alembic.ini: the working directory, else the source checkout."""
-    for candidate in (Path.cwd(), Path(__file__).resolve().parents[2]):
-        if (candidate / "alembic.ini").is_file():
-            return candidate
-    raise SystemExit("keel: alembic.ini not found; run from the project folder")
-
-
-def alembic_config(database_url: str, *, configure_logging: bool = True) -> AlembicConfig:
-    from alembic.config import Config
-
-    config = Config(str(project_root() / "alembic.ini"))
-    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
-    # Tests keep pytest's logging setup; alembic's fileConfig would replace it.
-    config.attributes["configure_logging"] = configure_logging
-    return config
-
-
-def run_migrations(
-    database_url: str, revision: str = "head", *, configure_logging: bool = True
-) -> None:
-    from alembic import command
-
-    command.upgrade(alembic_config(database_url, configure_logging=configure_logging), revision)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -94,12 +68,6 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_dev(args: argparse.Namespace) -> int:
-    from keel.devloop import run_dev
-
-    return run_dev(port=args.port)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="keel", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -119,10 +87,6 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="alembic upgrade to a revision")
     migrate.add_argument("revision", nargs="?", default="head")
     migrate.set_defaults(handler=cmd_migrate)
-
-    dev = commands.add_parser("dev", help="API with reload + worker, embedded servers if needed")
-    dev.add_argument("--port", type=int, default=8000)
-    dev.set_defaults(handler=cmd_dev)
     return parser
 
 

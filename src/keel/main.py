@@ -16,7 +16,7 @@ from keel.api import health
 from keel.api import metrics as metrics_api
 from keel.api import v1 as api_v1
 from keel.api.problems import install_problem_handlers
-from keel.heap import tuned_collector
+from keel.gc_tuning import tuned_collector
 from keel.kit import conditional
 from keel.kit.routing import include_flat
 from keel.middleware import install_middleware

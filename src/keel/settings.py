@@ -83,7 +83,6 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cors_allow_credentials: bool = False
     docs_enabled: bool | None = None
-    public_base_url: AnyHttpUrl | None = None
 
     # --- Logging ---
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -121,7 +120,7 @@ class Settings(BaseSettings):
     # production.
     loop_block_detector: bool | None = None
     loop_block_threshold_ms: int = Field(default=100, ge=1)
-    # The garbage collector while serving (keel.heap): the start-up heap frozen out of every
+    # The garbage collector while serving (keel.gc_tuning): the start-up heap frozen out of every
     # collection, and the young generation's threshold (0: the interpreter's own, 700).
     gc_freeze: bool = True
     gc_young_threshold: int = Field(default=50_000, ge=0)

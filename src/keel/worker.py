@@ -20,12 +20,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from keel.heap import tuned_collector
+from keel.gc_tuning import tuned_collector
+from keel.housekeeping.tasks import database_clock, purge_expired_records
 from keel.jobs.metrics import JobMetrics, MetricsServer
-from keel.jobs.tasks import purge_expired_records
 from keel.observability.context import with_job_context
 from keel.observability.logging import configure_logging
-from keel.ops.tasks import database_clock
 from keel.resources import open_resources, redis_retry
 from keel.settings import Settings
 from keel.webhooks.outbox import OutboxRelay
@@ -104,7 +103,7 @@ def _on_startup(settings: Settings, metrics: JobMetrics) -> Any:
         relay = OutboxRelay(resources)
         relay.start()
         stack.push_async_callback(relay.stop)
-        # Last, as in the API's lifespan: the start-up heap is complete (keel.heap).
+        # Last, as in the API's lifespan: the start-up heap is complete (keel.gc_tuning).
         stack.enter_context(
             tuned_collector(freeze=settings.gc_freeze, young_threshold=settings.gc_young_threshold)
         )

@@ -9,7 +9,7 @@ import pytest
 from pydantic import TypeAdapter
 from redis.asyncio import Redis
 
-from keel.embedded import free_port
+from keel_dev.embedded import free_port
 from tests.cache.conftest import CacheFactory
 from tests.helpers.tcp_proxy import TcpProxy
 

@@ -17,10 +17,10 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from keel.cli import run_migrations
-from keel.embedded import EmbeddedPostgres
+from keel.db.migrations import run_migrations
 from keel.main import create_app
 from keel.settings import Settings
+from keel_dev.embedded import EmbeddedPostgres
 from tests.auth.accounts import make_account
 from tests.auth.apps import derive_settings
 from tests.degradation.heap import frozen_heap

@@ -22,11 +22,11 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 from starlette.types import ASGIApp
 
-from keel.embedded import free_port
 from keel.main import create_app
 from keel.ratelimit import exempt, limit
 from keel.resources import Resources
 from keel.settings import Settings
+from keel_dev.embedded import free_port
 from tests.auth.apps import derive_settings
 from tests.degradation.asgi_client import Answer, call
 from tests.degradation.heap import frozen_heap

@@ -11,9 +11,9 @@ from limits.aio.strategies import FixedWindowRateLimiter
 from redis.asyncio import Redis
 
 from keel.cache import FailOpenRedis, create_fast_redis_pool
-from keel.embedded import free_port
 from keel.ratelimit.storage import Check, LocalWindows, RedisWindows
 from keel.settings import Settings
+from keel_dev.embedded import free_port
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
-from keel.embedded import EmbeddedRedis
 from keel.settings import Settings
+from keel_dev.embedded import EmbeddedRedis
 from tests.webhooks.conftest import DeliveryWaiter, Live
 from tests.webhooks.receiver import Receiver
 from tests.worker.process import WorkerProcess

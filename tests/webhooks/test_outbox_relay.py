@@ -14,12 +14,12 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from keel.db.database import PoolDatabase
-from keel.embedded import free_port
 from keel.jobs.ownership import job_owner
 from keel.resources import Resources, open_resources
 from keel.settings import Settings
 from keel.webhooks import repository as repo
 from keel.webhooks.outbox import relay_all, relay_due, rescue_stranded
+from keel_dev.embedded import free_port
 from tests.auth.accounts import Account
 from tests.helpers.database import TransactionBoundDatabase
 

@@ -16,9 +16,9 @@ from arq.connections import ArqRedis
 from arq.jobs import Job
 from redis.asyncio import Redis
 
-from keel.embedded import free_port
-from keel.jobs.maintenance import purge_expired
+from keel.housekeeping.purge import purge_expired
 from keel.settings import Settings
+from keel_dev.embedded import free_port
 from tests.auth.accounts import Account
 from tests.helpers.database import TransactionBoundDatabase
 from tests.worker.process import WorkerProcess, worker_env

@@ -1,4 +1,8 @@
-"""Every SQL statement about sessions and refresh tokens. Timestamps come from PostgreSQL."""
+"""Every SQL statement about credentials, sessions and refresh tokens.
+
+Timestamps come from PostgreSQL. Credentials (a user's password hash, whether the account may log
+in) are read and written here, so the users domain depends on auth and never the other way round.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,14 @@ from datetime import datetime
 import asyncpg
 
 from keel.db.database import Reader
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    id: uuid.UUID
+    password_hash: str
+    is_active: bool
+    is_admin: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +38,31 @@ class RefreshTokenRow:
     expired: bool
     session_revoked: bool
     user_is_active: bool
-    user_is_admin: bool
+
+
+async def credentials_by_email(db: asyncpg.Connection, email: str) -> Credentials | None:
+    """FOR SHARE: a concurrent deactivation waits for this login, or this login sees it."""
+    row = await db.fetchrow(
+        "SELECT id, password_hash, is_active, is_admin FROM users WHERE email = $1 FOR SHARE",
+        email,
+    )
+    return None if row is None else Credentials(**row)
+
+
+async def credentials(db: asyncpg.Connection, user_id: uuid.UUID) -> Credentials | None:
+    row = await db.fetchrow(
+        "SELECT id, password_hash, is_active, is_admin FROM users WHERE id = $1 FOR UPDATE",
+        user_id,
+    )
+    return None if row is None else Credentials(**row)
+
+
+async def set_password_hash(db: asyncpg.Connection, user_id: uuid.UUID, password_hash: str) -> None:
+    await db.execute(
+        "UPDATE users SET password_hash = $2, updated_at = clock_timestamp() WHERE id = $1",
+        user_id,
+        password_hash,
+    )
 
 
 async def session_state(db: Reader, session_id: uuid.UUID, user_id: uuid.UUID) -> SessionRow | None:
@@ -71,7 +107,7 @@ async def find_refresh_token_for_update(
         SELECT t.id, t.session_id, s.user_id, t.used_at,
                t.expires_at <= now() AS expired,
                s.revoked_at IS NOT NULL AS session_revoked,
-               u.is_active AS user_is_active, u.is_admin AS user_is_admin
+               u.is_active AS user_is_active
         FROM refresh_tokens AS t
         JOIN auth_sessions AS s ON s.id = t.session_id
         JOIN users AS u ON u.id = s.user_id
@@ -139,3 +175,40 @@ async def revoke_user_sessions(
         keep_session_id,
     )
     return [row["id"] for row in rows]
+
+
+async def purge_expired_refresh_tokens(db: asyncpg.Connection, limit: int) -> int:
+    """Delete up to `limit` refresh tokens expired for over a day; returns how many."""
+    deleted: int = await db.fetchval(
+        """
+        WITH doomed AS (
+            SELECT id FROM refresh_tokens WHERE expires_at < now() - interval '1 day' LIMIT $1
+        ), gone AS (
+            DELETE FROM refresh_tokens WHERE id IN (SELECT id FROM doomed) RETURNING 1
+        )
+        SELECT count(*) FROM gone
+        """,
+        limit,
+    )
+    return deleted
+
+
+async def purge_stale_sessions(db: asyncpg.Connection, limit: int) -> int:
+    """Delete up to `limit` sessions revoked over a day ago, or older than a day with no refresh
+    token left; returns how many."""
+    deleted: int = await db.fetchval(
+        """
+        WITH doomed AS (
+            SELECT s.id FROM auth_sessions s
+            WHERE s.revoked_at < now() - interval '1 day'
+               OR (s.created_at < now() - interval '1 day'
+                   AND NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.session_id = s.id))
+            LIMIT $1
+        ), gone AS (
+            DELETE FROM auth_sessions WHERE id IN (SELECT id FROM doomed) RETURNING 1
+        )
+        SELECT count(*) FROM gone
+        """,
+        limit,
+    )
+    return deleted

@@ -28,7 +28,6 @@ from keel.auth.tokens import (
 from keel.db.database import Database, Reader
 from keel.errors import Unauthorized
 from keel.settings import Settings
-from keel.users import repository as users_repo
 
 log = structlog.get_logger(__name__)
 
@@ -71,14 +70,14 @@ async def login(
     db: asyncpg.Connection, redis: Redis, settings: Settings, email: str, password: str
 ) -> IssuedTokens:
     """Unknown email, wrong password, deactivated account: the same 401, after the same work."""
-    found = await users_repo.credentials_by_email(db, normalize_email(email))
+    found = await auth_repo.credentials_by_email(db, normalize_email(email))
     matches, upgraded_hash = await verify_password(
         settings, password, found.password_hash if found else None
     )
     if found is None or not matches or not found.is_active:
         raise Unauthorized(BAD_CREDENTIALS)
     if upgraded_hash is not None:  # hashing parameters changed since this hash was made
-        await users_repo.set_password_hash(db, found.id, upgraded_hash)
+        await auth_repo.set_password_hash(db, found.id, upgraded_hash)
     return await start_session(db, redis, settings, found.id, is_admin=found.is_admin)
 
 

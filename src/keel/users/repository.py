@@ -1,4 +1,7 @@
-"""Every SQL statement about users. Emails are stored lower-cased (see `normalize_email`)."""
+"""Every SQL statement about user accounts but their credentials (keel.auth.repository).
+
+Emails are stored lower-cased (see `normalize_email`).
+"""
 
 from __future__ import annotations
 
@@ -23,14 +26,6 @@ class User:
     is_admin: bool
     created_at: datetime
     updated_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    id: uuid.UUID
-    password_hash: str
-    is_active: bool
-    is_admin: bool
 
 
 async def insert(
@@ -60,31 +55,6 @@ async def get(db: Reader, user_id: uuid.UUID) -> User | None:
         user_id,
     )
     return None if row is None else User(**row)
-
-
-async def credentials_by_email(db: asyncpg.Connection, email: str) -> Credentials | None:
-    """FOR SHARE: a concurrent deactivation waits for this login, or this login sees it."""
-    row = await db.fetchrow(
-        "SELECT id, password_hash, is_active, is_admin FROM users WHERE email = $1 FOR SHARE",
-        email,
-    )
-    return None if row is None else Credentials(**row)
-
-
-async def credentials(db: asyncpg.Connection, user_id: uuid.UUID) -> Credentials | None:
-    row = await db.fetchrow(
-        "SELECT id, password_hash, is_active, is_admin FROM users WHERE id = $1 FOR UPDATE",
-        user_id,
-    )
-    return None if row is None else Credentials(**row)
-
-
-async def set_password_hash(db: asyncpg.Connection, user_id: uuid.UUID, password_hash: str) -> None:
-    await db.execute(
-        "UPDATE users SET password_hash = $2, updated_at = clock_timestamp() WHERE id = $1",
-        user_id,
-        password_hash,
-    )
 
 
 async def update_profile(

@@ -67,7 +67,7 @@ async def change_password(
     data: PasswordChange,
 ) -> None:
     """Check the current password, store the new one, revoke every *other* session."""
-    found = await users_repo.credentials(db, actor.user_id)
+    found = await auth_repo.credentials(db, actor.user_id)
     if found is None:
         raise NotFound("The account no longer exists.")
     matches, _ = await verify_password(settings, data.current_password, found.password_hash)
@@ -86,7 +86,7 @@ async def change_password(
     check_password_policy(
         settings, data.new_password, email=user.email if user else None, field="new_password"
     )
-    await users_repo.set_password_hash(
+    await auth_repo.set_password_hash(
         db, actor.user_id, await hash_password(settings, data.new_password)
     )
     revoked = await auth_repo.revoke_user_sessions(

@@ -113,8 +113,8 @@ def run_backoff(settings_base: float, settings_max: float, attempts: int) -> flo
     return delay / 2 + jitter
 
 
-class Delivery:
-    """The state of one job run."""
+class DeliveryRun:
+    """One run of the delivery job for one delivery (`deliver`), and its state."""
 
     def __init__(
         self, resources: Resources, breaker: CircuitBreaker, delivery_id: uuid.UUID, ticket: int
@@ -318,4 +318,4 @@ async def deliver(
         settings.webhook_breaker_threshold,
         settings.webhook_breaker_cooldown_seconds,
     )
-    return await Delivery(resources, breaker, delivery_id, ticket).run()
+    return await DeliveryRun(resources, breaker, delivery_id, ticket).run()

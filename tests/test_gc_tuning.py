@@ -1,11 +1,11 @@
-"""The collector while serving (keel.heap): the start-up heap frozen, a larger young generation."""
+"""GC tuning while serving (keel.gc_tuning): the start-up heap frozen, a larger young generation."""
 
 from __future__ import annotations
 
 import gc
 from typing import Any
 
-from keel.heap import tuned_collector
+from keel.gc_tuning import tuned_collector
 from keel.main import create_app
 from keel.settings import Settings
 from keel.worker import worker_settings

@@ -1,4 +1,5 @@
-"""`keel dev`: real PostgreSQL and Redis (yours, or embedded ones), migrations, API and worker.
+"""`make dev` (`python -m keel_dev`): real PostgreSQL and Redis (yours, or embedded ones),
+migrations, the API with reload and a worker.
 
 Embedded servers keep their data in `.keel/` (git-ignored), so dev data survives restarts.
 Ctrl-C or SIGTERM stops every process this started; nothing is left behind.
@@ -6,18 +7,19 @@ Ctrl-C or SIGTERM stops every process this started; nothing is left behind.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 
-from keel.cli import project_root, run_migrations
-from keel.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedUnavailable
+from keel.db.migrations import project_root, run_migrations
+from keel_dev.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedUnavailable
 
 DEV_DATABASE = "keel"
 CHILD_STOP_TIMEOUT = 15.0
@@ -45,7 +47,7 @@ def _database_url(data_dir: Path) -> Iterator[str]:
     try:
         server.create_database(DEV_DATABASE)
         url = server.url.rsplit("/", 1)[0] + f"/{DEV_DATABASE}"
-        print(f"keel dev: embedded PostgreSQL at {url}", file=sys.stderr)
+        print(f"keel_dev: embedded PostgreSQL at {url}", file=sys.stderr)
         yield url
     finally:
         server.stop()
@@ -60,7 +62,7 @@ def _redis_url(data_dir: Path) -> Iterator[str]:
     server = EmbeddedRedis(data_dir / "redis", persist=True)
     server.start()
     try:
-        print(f"keel dev: embedded Redis at {server.url}", file=sys.stderr)
+        print(f"keel_dev: embedded Redis at {server.url}", file=sys.stderr)
         yield server.url
     finally:
         server.stop()
@@ -104,7 +106,7 @@ def run_dev(port: int = 8000) -> int:
             run_migrations(database_url)
             children.append(_spawn(["serve", "--reload", "--port", str(port)], env))
             children.append(_spawn(["worker"], env))
-            print(f"keel dev: API on http://127.0.0.1:{port} (Ctrl-C stops everything)")
+            print(f"keel_dev: API on http://127.0.0.1:{port} (Ctrl-C stops everything)")
             try:
                 return _wait_for_first_exit(children)
             finally:
@@ -113,5 +115,11 @@ def run_dev(port: int = 8000) -> int:
         _stop_children(children)
         return 0
     except EmbeddedUnavailable as error:
-        print(f"keel dev: {error}", file=sys.stderr)
+        print(f"keel_dev: {error}", file=sys.stderr)
         return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m keel_dev", description=__doc__)
+    parser.add_argument("--port", type=int, default=8000)
+    return run_dev(port=parser.parse_args(argv).port)

@@ -1,1 +1,0 @@
-"""Operational jobs that belong to no domain."""
