@@ -9,47 +9,33 @@ re-check it after the first commits, so two PATCHes with the same `If-Match` can
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from keel.auth.service import Principal
 from keel.db.database import Reader, Writer
-from keel.items.schemas import ItemStats
+from keel.items.schemas import ItemRead, ItemStats
 from keel.kit.pagination import PageRequest, Slice, fetch_page
 from keel.kit.table import NEXT_VERSION, TIMESTAMPS, TOUCH, Table
 
-
-@dataclass(frozen=True, slots=True)
-class Item:
-    id: uuid.UUID
-    owner_id: uuid.UUID
-    title: str
-    description: str | None
-    done: bool
-    version: int
-    created_at: datetime
-    updated_at: datetime
-
-
-items = Table("items", Item, on_insert=TIMESTAMPS, on_update={**TOUCH, **NEXT_VERSION})
+# An item's row is exactly what the API shows of it: the read schema is the row model.
+items = Table("items", ItemRead, on_insert=TIMESTAMPS, on_update={**TOUCH, **NEXT_VERSION})
 
 VISIBLE = "id = $1 AND (owner_id = $2 OR $3)"
 VISIBLE_AT_VERSION = f"{VISIBLE} AND ($4::int[] IS NULL OR version = ANY($4::int[]))"
 Versions = list[int] | None  # those If-Match allows; None: any
 
 
-async def insert(db: Writer, owner_id: uuid.UUID, fields: dict[str, Any]) -> Item:
+async def insert(db: Writer, owner_id: uuid.UUID, fields: dict[str, Any]) -> ItemRead:
     return await items.insert(db, {"owner_id": owner_id, **fields})
 
 
-async def get_visible(db: Reader, item_id: uuid.UUID, actor: Principal) -> Item | None:
+async def get_visible(db: Reader, item_id: uuid.UUID, actor: Principal) -> ItemRead | None:
     return await items.fetch_one(db, VISIBLE, item_id, actor.user_id, actor.is_admin)
 
 
 async def update(
     db: Writer, item_id: uuid.UUID, actor: Principal, versions: Versions, changes: dict[str, Any]
-) -> Item | None:
+) -> ItemRead | None:
     """None when the item is not visible or its version is not one of `versions`."""
     args = item_id, actor.user_id, actor.is_admin, versions
     return await items.update(db, changes, VISIBLE_AT_VERSION, *args)
@@ -57,7 +43,7 @@ async def update(
 
 async def delete(
     db: Writer, item_id: uuid.UUID, actor: Principal, versions: Versions
-) -> Item | None:
+) -> ItemRead | None:
     """The deleted item as it was, or None (as `update`)."""
     args = item_id, actor.user_id, actor.is_admin, versions
     return await items.delete(db, VISIBLE_AT_VERSION, *args)
@@ -65,7 +51,7 @@ async def delete(
 
 async def list_page(
     db: Reader, owner_id: uuid.UUID, page: PageRequest, *, sort: str, done: bool | None
-) -> Slice[Item]:
+) -> Slice[ItemRead]:
     if done is None:
         return await fetch_page(items, db, page, "owner_id = $1", owner_id, sort=sort)
     where = "owner_id = $1 AND done = $2"

@@ -1,4 +1,4 @@
-"""Item rules: ownership, optimistic concurrency, events, cached statistics. No HTTP in here.
+"""ItemRead rules: ownership, optimistic concurrency, events, cached statistics. No HTTP in here.
 
 The owner and administrators see an item; for anyone else it does not exist (404, not 403),
 so item ids cannot be probed to learn that an item exists.
@@ -13,7 +13,7 @@ from keel.cache import Cache
 from keel.db.database import Reader, Writer
 from keel.errors import AppError, NotFound, PreconditionFailed
 from keel.items import repository as items_repo
-from keel.items.repository import Item, Versions
+from keel.items.repository import Versions
 from keel.items.schemas import ItemCreate, ItemRead, ItemSort, ItemStats, ItemUpdate
 from keel.kit import events
 from keel.kit.pagination import PageRequest, Slice
@@ -23,13 +23,13 @@ NOT_FOUND = "No such item."
 STALE = "The item has changed since you read it (If-Match does not match its current ETag)."
 
 
-async def create_item(db: Writer, cache: Cache, actor: Principal, data: ItemCreate) -> Item:
+async def create_item(db: Writer, cache: Cache, actor: Principal, data: ItemCreate) -> ItemRead:
     item = await items_repo.insert(db, actor.user_id, data.model_dump())
     await _changed(db, cache, CREATED, item)
     return item
 
 
-async def get_item(db: Reader, actor: Principal, item_id: uuid.UUID) -> Item:
+async def get_item(db: Reader, actor: Principal, item_id: uuid.UUID) -> ItemRead:
     item = await items_repo.get_visible(db, item_id, actor)
     if item is None:
         raise NotFound(NOT_FOUND)
@@ -38,7 +38,7 @@ async def get_item(db: Reader, actor: Principal, item_id: uuid.UUID) -> Item:
 
 async def list_items(
     db: Reader, actor: Principal, page: PageRequest, *, sort: ItemSort, done: bool | None
-) -> Slice[Item]:
+) -> Slice[ItemRead]:
     """The actor's own items, one page, in a stable order (ties broken by id). One query."""
     return await items_repo.list_page(db, actor.user_id, page, sort=sort, done=done)
 
@@ -50,7 +50,7 @@ async def update_item(
     item_id: uuid.UUID,
     data: ItemUpdate,
     versions: Versions,
-) -> Item:
+) -> ItemRead:
     """Apply the fields sent, if the item is still at one of `versions` (None: any)."""
     item = await items_repo.update(db, item_id, actor, versions, data.changes())
     if item is None:
@@ -75,11 +75,11 @@ async def _why_missed(db: Writer, actor: Principal, item_id: uuid.UUID) -> AppEr
     return PreconditionFailed(STALE)
 
 
-async def _changed(db: Writer, cache: Cache, event_type: str, item: Item) -> None:
+async def _changed(db: Writer, cache: Cache, event_type: str, item: ItemRead) -> None:
     """After every write: the owner's statistics are stale, and subscribers hear of it (in
     this transaction, so a webhook goes out only if the write commits)."""
     await cache.invalidate(stats_cache_key(item.owner_id))
-    await events.record(db, event_type, owner_id=item.owner_id, data=ItemRead.model_validate(item))
+    await events.record(db, event_type, owner_id=item.owner_id, data=item)
 
 
 def stats_cache_key(owner_id: uuid.UUID) -> str:

@@ -1,25 +1,29 @@
-"""SQL for one table, derived from the dataclass of its rows, run on asyncpg.
+"""SQL for one table, derived from the model of its rows, run on asyncpg.
 
-    items = Table("items", Item, on_insert=TIMESTAMPS, on_update={**TOUCH, **NEXT_VERSION})
+    items = Table("items", ItemRead, on_insert=TIMESTAMPS, on_update={**TOUCH, **NEXT_VERSION})
     await items.insert(db, {"owner_id": owner, "title": "milk"})
     await items.fetch_one(db, "id = $1 AND owner_id = $2", item_id, owner)
     await items.update(db, {"done": True}, "id = $1", item_id)
 
-The dataclass's fields, in order, are the columns every statement reads (`SELECT`, `RETURNING`),
-so the column list is written once and a row becomes a dataclass without naming its columns
-again. Statements are plain SQL with `$n` parameters: the caller writes each `WHERE`; values are
-always parameters, and column names only ever come from the dataclass or from the keys of the
+The row model is a pydantic model or a dataclass. Its fields, in order, are the columns every
+statement reads (`SELECT`, `RETURNING`), so the column list is written once and each row comes
+back as the model. When what the API shows is exactly the row, the API's read schema is the
+row model; when the table holds more (a secret, an internal column), declare a row model of its
+own. Statements are plain SQL with `$n` parameters: the caller writes each `WHERE`; values are
+always parameters, and column names only ever come from the model or from the keys of the
 values given, which the code (never the request) chooses and which are checked against the
-dataclass. Each statement text is built once per shape and cached, so asyncpg prepares it once
-per connection.
+model. Each statement text is built once per shape and cached, so asyncpg prepares it once per
+connection.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
 
 from keel.db.database import Reader, Writer
 
@@ -32,8 +36,16 @@ TOUCH = {"updated_at": "clock_timestamp()"}
 NEXT_VERSION = {"version": "version + 1"}
 
 
+def _fields(row: type[Any]) -> tuple[str, ...]:
+    if isinstance(row, type) and issubclass(row, BaseModel):
+        return tuple(row.model_fields)
+    if dataclasses.is_dataclass(row):
+        return tuple(field.name for field in dataclasses.fields(row))
+    raise TypeError(f"{row!r} is neither a pydantic model nor a dataclass")
+
+
 class Table(Generic[Row]):
-    """One table: its name, the dataclass of a row, and what every insert and update sets."""
+    """One table: its name, the model of a row, and what every insert and update sets."""
 
     def __init__(
         self,
@@ -43,11 +55,14 @@ class Table(Generic[Row]):
         on_insert: Mapping[str, str] | None = None,
         on_update: Mapping[str, str] | None = None,
     ) -> None:
-        if not dataclasses.is_dataclass(row):
-            raise TypeError(f"{row!r} is not a dataclass")
         self.name = name
         self.row = row
-        self.columns = tuple(field.name for field in dataclasses.fields(row))
+        self.columns = _fields(row)
+        # A pydantic row validates a mapping (faster than building a dataclass and validating
+        # that again for the API); a dataclass row is built positionally.
+        self._validate: Callable[[dict[str, Any]], Row] | None = (
+            row.model_validate if issubclass(row, BaseModel) else None
+        )
         self.column_list = ", ".join(self.columns)
         self.on_insert = dict(on_insert or {})
         self.on_update = dict(on_update or {})
@@ -56,7 +71,9 @@ class Table(Generic[Row]):
         self.update_sql = functools.cache(self._update_sql)
 
     def to_row(self, record: Sequence[Any]) -> Row:
-        """A row read with `column_list`: positional, in the dataclass's field order."""
+        """A row read with `column_list` (its values in the model's field order)."""
+        if self._validate is not None:
+            return self._validate(dict(zip(self.columns, record, strict=True)))
         return self.row(*record)
 
     def select_sql(self, where: str, *, order_by: str = "", limit: str = "") -> str:

@@ -40,7 +40,7 @@ async def create_item(
     item = await items_service.create_item(db, cache, user, body)
     conditional.set_validators(response, item)
     response.headers["Location"] = str(request.url_for("get_item", item_id=item.id))
-    return ItemRead.model_validate(item)
+    return item
 
 
 @router.get(
@@ -80,7 +80,7 @@ async def get_item(
 ) -> ItemRead:
     item = await items_service.get_item(db, user, item_id)
     conditional.answer_read(response, item, if_none_match, if_modified_since)
-    return ItemRead.model_validate(item)
+    return item
 
 
 @router.patch(
@@ -101,7 +101,7 @@ async def update_item(
     versions = conditional.expected_versions(if_match, item_id)
     item = await items_service.update_item(db, cache, user, item_id, body, versions)
     conditional.set_validators(response, item)
-    return ItemRead.model_validate(item)
+    return item
 
 
 @router.delete(
