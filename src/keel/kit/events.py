@@ -60,6 +60,11 @@ def subscribe(subscriber: Subscriber) -> None:
         _subscribers.append(subscriber)
 
 
+def unsubscribe(subscriber: Subscriber) -> None:
+    if subscriber in _subscribers:
+        _subscribers.remove(subscriber)
+
+
 async def record(
     db: Writer, event_type: str, *, owner_id: uuid.UUID, data: BaseModel | dict[str, Any]
 ) -> Event:

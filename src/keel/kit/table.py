@@ -11,8 +11,8 @@ back as the model. When what the API shows is exactly the row, the API's read sc
 row model; when the table holds more (a secret, an internal column), declare a row model of its
 own. Statements are plain SQL with `$n` parameters: the caller writes each `WHERE`; values are
 always parameters, and column names only ever come from the model or from the keys of the
-values given, which the code (never the request) chooses and which are checked against the
-model. Each statement text is built once per shape and cached, so asyncpg prepares it once per
+values given, which the code (never the request) chooses and which must be plain identifiers.
+Each statement text is built once per shape and cached, so asyncpg prepares it once per
 connection.
 """
 
@@ -108,9 +108,11 @@ class Table(Generic[Row]):
         )
 
     def _check(self, names: tuple[str, ...]) -> None:
-        unknown = set(names) - set(self.columns)
-        if unknown or not names:
-            raise ValueError(f"{self.name}: not columns of {self.row.__name__}: {unknown or '()'}")
+        """Columns written may be ones no statement reads back (a secret, a password hash), so
+        they are checked to be plain identifiers, never quoted or composite text."""
+        invalid = [name for name in names if not name.isidentifier()]
+        if invalid or not names:
+            raise ValueError(f"{self.name}: not column names: {invalid or '()'}")
 
     async def fetch_one(self, db: Reader, where: str, *args: Any) -> Row | None:
         record = await db.fetchrow(self.select_sql(where), *args)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Self
+from typing import Annotated, ClassVar
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
-from keel.openapi_schemas import NOT_BLANK, STRIP, partial_update
+from keel.kit.schemas import NOT_BLANK, STRIP, InputModel, PartialUpdate
 
 FullName = Annotated[str, Field(min_length=1, max_length=200, pattern=NOT_BLANK), STRIP]
 # Length rules live in the password policy (settings-driven, one clear 422 message); this bound
@@ -16,10 +16,8 @@ FullName = Annotated[str, Field(min_length=1, max_length=200, pattern=NOT_BLANK)
 Password = Annotated[str, Field(min_length=1, max_length=1024)]
 
 
-class UserCreate(BaseModel):
+class UserCreate(InputModel):
     model_config = ConfigDict(
-        extra="forbid",
-        strict=True,
         json_schema_extra={
             "examples": [
                 {
@@ -36,31 +34,18 @@ class UserCreate(BaseModel):
     full_name: FullName | None = None
 
 
-class UserUpdate(BaseModel):
+class UserUpdate(PartialUpdate):
     """PATCH /users/me: only the fields sent change; `email` and `full_name` only."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        strict=True,
-        json_schema_extra=partial_update("email", example={"full_name": "Ada Lovelace"}),
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [{"full_name": "Ada Lovelace"}]})
+    not_null: ClassVar[frozenset[str]] = frozenset({"email"})
 
     email: EmailStr | None = None
     full_name: FullName | None = None
 
-    @model_validator(mode="after")
-    def _something_to_change(self) -> Self:
-        if not self.model_fields_set:
-            raise ValueError("send at least one of: email, full_name")
-        if "email" in self.model_fields_set and self.email is None:
-            raise ValueError("email cannot be null")
-        return self
 
-
-class PasswordChange(BaseModel):
+class PasswordChange(InputModel):
     model_config = ConfigDict(
-        extra="forbid",
-        strict=True,
         json_schema_extra={
             "examples": [
                 {

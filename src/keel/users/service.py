@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
 import asyncpg
 from redis.asyncio import Redis
@@ -11,15 +10,13 @@ from redis.asyncio import Redis
 from keel.auth import repository as auth_repo
 from keel.auth.passwords import check_password_policy, hash_password, verify_password
 from keel.auth.service import Principal, normalize_email, revoke_sessions
-from keel.db.database import Reader
+from keel.db.database import Reader, Writer
 from keel.errors import Conflict, Forbidden, NotFound, Unprocessable
-from keel.pagination import Slice, clamp_limit, decode_cursor, slice_rows
+from keel.kit.pagination import PageRequest, Slice
 from keel.settings import Settings
 from keel.users import repository as users_repo
-from keel.users.repository import EMAIL_TAKEN, User
-from keel.users.schemas import PasswordChange, UserCreate, UserUpdate
-
-USERS_SCOPE = "users:created_at"
+from keel.users.repository import EMAIL_TAKEN
+from keel.users.schemas import PasswordChange, UserCreate, UserRead, UserUpdate
 
 
 def require_admin(actor: Principal) -> None:
@@ -27,7 +24,7 @@ def require_admin(actor: Principal) -> None:
         raise Forbidden("This operation needs an administrator.")
 
 
-async def register(db: asyncpg.Connection, settings: Settings, data: UserCreate) -> User:
+async def register(db: asyncpg.Connection, settings: Settings, data: UserCreate) -> UserRead:
     email = normalize_email(data.email)
     check_password_policy(settings, data.password, email=email)
     password_hash = await hash_password(settings, data.password)
@@ -37,23 +34,18 @@ async def register(db: asyncpg.Connection, settings: Settings, data: UserCreate)
     return user
 
 
-async def get_me(db: Reader, actor: Principal) -> User:
+async def get_me(db: Reader, actor: Principal) -> UserRead:
     user = await users_repo.get(db, actor.user_id)
     if user is None:  # deleted behind a still-cached session
         raise NotFound("The account no longer exists.")
     return user
 
 
-async def update_me(db: asyncpg.Connection, actor: Principal, changes: UserUpdate) -> User:
-    fields = changes.model_fields_set
-    user = await users_repo.update_profile(
-        db,
-        actor.user_id,
-        set_email="email" in fields,
-        email=normalize_email(changes.email) if changes.email else None,
-        set_full_name="full_name" in fields,
-        full_name=changes.full_name,
-    )
+async def update_me(db: Writer, actor: Principal, data: UserUpdate) -> UserRead:
+    changes = data.changes()
+    if "email" in changes:
+        changes["email"] = normalize_email(changes["email"])
+    user = await users_repo.update_profile(db, actor.user_id, changes)
     if user is None:
         raise NotFound("The account no longer exists.")
     return user
@@ -95,24 +87,10 @@ async def change_password(
     await revoke_sessions(redis, settings, revoked)
 
 
-async def list_users(
-    db: Reader,
-    settings: Settings,
-    actor: Principal,
-    *,
-    limit: int | None,
-    cursor: str | None,
-) -> Slice[User]:
+async def list_users(db: Reader, actor: Principal, page: PageRequest) -> Slice[UserRead]:
+    """Every account, oldest first."""
     require_admin(actor)
-    size = clamp_limit(settings, limit)
-    after: tuple[datetime, uuid.UUID] | None = None
-    if cursor is not None:
-        key = decode_cursor(settings, USERS_SCOPE, cursor)
-        after = (datetime.fromisoformat(key[0]), uuid.UUID(key[1]))
-    rows = await users_repo.list_page(db, size + 1, after)
-    return slice_rows(
-        settings, USERS_SCOPE, rows, size, lambda user: [user.created_at.isoformat(), str(user.id)]
-    )
+    return await users_repo.list_page(db, page)
 
 
 async def deactivate_user(
@@ -121,7 +99,7 @@ async def deactivate_user(
     settings: Settings,
     actor: Principal,
     user_id: uuid.UUID,
-) -> User:
+) -> UserRead:
     """Deactivate and revoke every session: the user's access tokens stop working at once."""
     require_admin(actor)
     if user_id == actor.user_id:

@@ -14,6 +14,9 @@ from typing import Any
 
 import asyncpg
 
+from keel.kit.pagination import PageRequest, Slice, fetch_page
+from keel.kit.table import TIMESTAMPS, TOUCH, Table
+
 # LISTEN/NOTIFY channel: a committed outbox row wakes the relay at once (the notification is
 # only delivered if the transaction commits).
 OUTBOX_CHANNEL = "keel_webhook_outbox"
@@ -92,16 +95,10 @@ class Claimed:
     request_id: str | None
 
 
-_ENDPOINT = "id, owner_id, url, events, description, is_active, created_at, updated_at"
-_DELIVERY = (
-    "id, endpoint_id, event, status, attempts, enqueue_count, last_status_code, last_error, "
-    "next_attempt_at, job_id, created_at, delivered_at, payload"
-)
-_DELIVERY_D = ", ".join(f"d.{column.strip()}" for column in _DELIVERY.split(","))
-
-
-def _endpoint(row: asyncpg.Record) -> Endpoint:
-    return Endpoint(**{key: row[key] for key in Endpoint.__slots__})
+endpoints = Table("webhook_endpoints", Endpoint, on_insert=TIMESTAMPS, on_update=TOUCH)
+deliveries = Table("webhook_deliveries", Delivery)
+NEWEST = "-created_at"
+_DELIVERY_D = ", ".join(f"d.{column}" for column in deliveries.columns)
 
 
 async def insert_endpoint(
@@ -112,58 +109,21 @@ async def insert_endpoint(
     description: str | None,
     secret: str,
 ) -> Endpoint:
-    row = await db.fetchrow(
-        f"""
-        INSERT INTO webhook_endpoints (owner_id, url, events, description, secret,
-                                       created_at, updated_at)
-        VALUES ($1, $2, $3, $4, $5, clock_timestamp(), clock_timestamp())
-        RETURNING {_ENDPOINT}
-        """,  # noqa: S608 - constant column list
-        owner_id,
-        url,
-        events,
-        description,
-        secret,
-    )
-    assert row is not None
-    return _endpoint(row)
+    values = {"owner_id": owner_id, "url": url, "events": events, "description": description}
+    return await endpoints.insert(db, {**values, "secret": secret})
 
 
 async def get_endpoint(
     db: asyncpg.Connection, endpoint_id: uuid.UUID, owner_id: uuid.UUID
 ) -> Endpoint | None:
-    row = await db.fetchrow(
-        f"SELECT {_ENDPOINT} FROM webhook_endpoints WHERE id = $1 AND owner_id = $2",  # noqa: S608
-        endpoint_id,
-        owner_id,
-    )
-    return None if row is None else _endpoint(row)
+    return await endpoints.fetch_one(db, "id = $1 AND owner_id = $2", endpoint_id, owner_id)
 
 
 async def list_endpoints(
-    db: asyncpg.Connection,
-    owner_id: uuid.UUID,
-    after: tuple[datetime, uuid.UUID] | None,
-    limit: int,
-) -> list[Endpoint]:
+    db: asyncpg.Connection, owner_id: uuid.UUID, page: PageRequest
+) -> Slice[Endpoint]:
     """Newest first; keyset on (created_at, id) over ix_webhook_endpoints_owner_id_created_at_id."""
-    if after is None:
-        rows = await db.fetch(
-            f"SELECT {_ENDPOINT} FROM webhook_endpoints WHERE owner_id = $1 "  # noqa: S608
-            "ORDER BY created_at DESC, id DESC LIMIT $2",
-            owner_id,
-            limit,
-        )
-    else:
-        rows = await db.fetch(
-            f"SELECT {_ENDPOINT} FROM webhook_endpoints "  # noqa: S608
-            "WHERE owner_id = $1 AND (created_at, id) < ($3, $4) "
-            "ORDER BY created_at DESC, id DESC LIMIT $2",
-            owner_id,
-            limit,
-            *after,
-        )
-    return [_endpoint(row) for row in rows]
+    return await fetch_page(endpoints, db, page, "owner_id = $1", owner_id, sort=NEWEST)
 
 
 async def update_endpoint(
@@ -173,18 +133,8 @@ async def update_endpoint(
     fields: dict[str, Any],
 ) -> Endpoint | None:
     """Set the given columns (names come from the schema's field names, never from input)."""
-    allowed = {"url", "events", "description", "is_active"}
-    assert set(fields) <= allowed
-    columns = sorted(fields)
-    assignments = ", ".join(f"{column} = ${index}" for index, column in enumerate(columns, 3))
-    row = await db.fetchrow(
-        f"UPDATE webhook_endpoints SET {assignments}, updated_at = clock_timestamp() "  # noqa: S608
-        f"WHERE id = $1 AND owner_id = $2 RETURNING {_ENDPOINT}",
-        endpoint_id,
-        owner_id,
-        *(fields[column] for column in columns),
-    )
-    return None if row is None else _endpoint(row)
+    where = "id = $1 AND owner_id = $2"
+    return await endpoints.update(db, fields, where, endpoint_id, owner_id)
 
 
 async def delete_endpoint(
@@ -215,14 +165,14 @@ async def rotate_secret(
             secret = $3,
             updated_at = clock_timestamp()
         WHERE id = $1 AND owner_id = $2
-        RETURNING {_ENDPOINT}
+        RETURNING {endpoints.column_list}
         """,  # noqa: S608 - constant column list
         endpoint_id,
         owner_id,
         secret,
         grace_seconds,
     )
-    return None if row is None else _endpoint(row)
+    return None if row is None else endpoints.to_row(row)
 
 
 # --- Outbox writes (in the transaction of the change they announce) ---
@@ -264,7 +214,7 @@ async def insert_delivery(
         INSERT INTO webhook_deliveries (endpoint_id, event, payload, enqueue_count, request_id,
                                         created_at, updated_at, next_attempt_at)
         VALUES ($1, $2, $3, 1, $4, clock_timestamp(), clock_timestamp(), clock_timestamp())
-        RETURNING {_DELIVERY}
+        RETURNING {deliveries.column_list}
         """,  # noqa: S608 - constant column list
         endpoint_id,
         event,
@@ -273,7 +223,7 @@ async def insert_delivery(
     )
     assert row is not None
     await notify_relay(db)
-    return Delivery(**row)
+    return deliveries.to_row(row)
 
 
 async def notify_relay(db: asyncpg.Connection) -> None:
@@ -284,26 +234,13 @@ async def notify_relay(db: asyncpg.Connection) -> None:
 
 
 async def list_deliveries(
-    db: asyncpg.Connection,
-    endpoint_id: uuid.UUID,
-    status: str | None,
-    after: tuple[datetime, uuid.UUID] | None,
-    limit: int,
-) -> list[Delivery]:
-    where = ["endpoint_id = $1"]
-    args: list[Any] = [endpoint_id, limit]
-    if status is not None:
-        args.append(status)
-        where.append(f"status = ${len(args)}")
-    if after is not None:
-        args.extend(after)
-        where.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")
-    rows = await db.fetch(
-        f"SELECT {_DELIVERY} FROM webhook_deliveries WHERE {' AND '.join(where)} "  # noqa: S608
-        "ORDER BY created_at DESC, id DESC LIMIT $2",
-        *args,
-    )
-    return [Delivery(**row) for row in rows]
+    db: asyncpg.Connection, endpoint_id: uuid.UUID, status: str | None, page: PageRequest
+) -> Slice[Delivery]:
+    """Newest first; keyset on (created_at, id) over the endpoint's index."""
+    if status is None:
+        return await fetch_page(deliveries, db, page, "endpoint_id = $1", endpoint_id, sort=NEWEST)
+    where = "endpoint_id = $1 AND status = $2"
+    return await fetch_page(deliveries, db, page, where, endpoint_id, status, sort=NEWEST)
 
 
 async def get_delivery(
@@ -317,7 +254,7 @@ async def get_delivery(
         endpoint_id,
         owner_id,
     )
-    return None if row is None else Delivery(**row)
+    return None if row is None else deliveries.to_row(row)
 
 
 async def list_attempts(db: asyncpg.Connection, delivery_id: uuid.UUID) -> list[Attempt]:

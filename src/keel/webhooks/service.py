@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 import asyncpg
 import structlog
@@ -19,8 +18,8 @@ from redis.exceptions import RedisError
 from keel.auth.service import Principal
 from keel.errors import Conflict, NotFound, Unprocessable
 from keel.jobs.ownership import record_owners
+from keel.kit.pagination import PageRequest, Slice
 from keel.observability.context import current_request_id
-from keel.pagination import Slice, clamp_limit, decode_cursor, slice_rows
 from keel.settings import Settings
 from keel.webhooks import repository as repo
 from keel.webhooks import signing, ssrf
@@ -66,30 +65,10 @@ async def get_endpoint(
     return endpoint
 
 
-def _keyset_after(settings: Settings, scope: str, cursor: str | None) -> Any:
-    if cursor is None:
-        return None
-    created_at, row_id = decode_cursor(settings, scope, cursor)
-    return (datetime.fromisoformat(created_at), uuid.UUID(row_id))
-
-
-def _key(row: Endpoint | Delivery) -> list[Any]:
-    return [row.created_at.isoformat(), str(row.id)]
-
-
 async def list_endpoints(
-    db: asyncpg.Connection,
-    settings: Settings,
-    actor: Principal,
-    *,
-    limit: int | None = None,
-    cursor: str | None = None,
+    db: asyncpg.Connection, actor: Principal, page: PageRequest
 ) -> Slice[Endpoint]:
-    size = clamp_limit(settings, limit)
-    scope = "webhook-endpoints"
-    after = _keyset_after(settings, scope, cursor)
-    rows = await repo.list_endpoints(db, actor.user_id, after, size + 1)
-    return slice_rows(settings, scope, rows, size, _key)
+    return await repo.list_endpoints(db, actor.user_id, page)
 
 
 async def update_endpoint(
@@ -130,20 +109,14 @@ async def rotate_secret(
 
 async def list_deliveries(
     db: asyncpg.Connection,
-    settings: Settings,
     actor: Principal,
     endpoint_id: uuid.UUID,
+    page: PageRequest,
     *,
     status: str | None = None,
-    limit: int | None = None,
-    cursor: str | None = None,
 ) -> Slice[Delivery]:
     await get_endpoint(db, actor, endpoint_id)
-    size = clamp_limit(settings, limit)
-    scope = f"webhook-deliveries:{endpoint_id}:{status or 'any'}"
-    after = _keyset_after(settings, scope, cursor)
-    rows = await repo.list_deliveries(db, endpoint_id, status, after, size + 1)
-    return slice_rows(settings, scope, rows, size, _key)
+    return await repo.list_deliveries(db, endpoint_id, status, page)
 
 
 async def get_delivery(

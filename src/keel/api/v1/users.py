@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, status
 
-from keel.api.deps import (
-    AdminUser,
-    AppSettings,
-    CurrentUser,
-    Db,
-    ReadDb,
-    RedisDep,
-)
+from keel.api.deps import AdminUser, AppSettings, CurrentUser, Db, PageQuery, ReadDb, RedisDep
 from keel.api.v1.openapi import problems
-from keel.pagination import Page
+from keel.kit.pagination import Page
 from keel.users import service as users_service
 from keel.users.schemas import PasswordChange, UserRead, UserUpdate
 
@@ -26,7 +18,7 @@ admin_router = APIRouter(prefix="/admin/users", tags=["admin"])
 
 @router.get("/me", operation_id="get_me", summary="Read my account", responses=problems(401, 404))
 async def get_me(user: CurrentUser, db: ReadDb) -> UserRead:
-    return UserRead.model_validate(await users_service.get_me(db, user))
+    return await users_service.get_me(db, user)
 
 
 @router.patch(
@@ -37,7 +29,7 @@ async def get_me(user: CurrentUser, db: ReadDb) -> UserRead:
 )
 async def update_me(body: UserUpdate, user: CurrentUser, db: Db) -> UserRead:
     """Change `email` and/or `full_name`; an email in use by another account is a 409."""
-    return UserRead.model_validate(await users_service.update_me(db, user, body))
+    return await users_service.update_me(db, user, body)
 
 
 @router.post(
@@ -60,16 +52,10 @@ async def change_password(
     summary="List accounts (administrators)",
     responses=problems(400, 401, 403, 422),
 )
-async def list_users(
-    admin: AdminUser,
-    db: ReadDb,
-    settings: AppSettings,
-    limit: Annotated[int | None, Query(ge=1, description="Capped by PAGE_MAX_LIMIT")] = None,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
-) -> Page[UserRead]:
+async def list_users(admin: AdminUser, db: ReadDb, page: PageQuery) -> Page[UserRead]:
     """Every account, oldest first, keyset-paginated."""
-    page = await users_service.list_users(db, settings, admin, limit=limit, cursor=cursor)
-    return Page[UserRead].model_validate(page, from_attributes=True)
+    users = await users_service.list_users(db, admin, page)
+    return Page[UserRead].model_validate(users, from_attributes=True)
 
 
 @admin_router.post(
@@ -82,5 +68,4 @@ async def deactivate_user(
     user_id: uuid.UUID, admin: AdminUser, db: Db, redis: RedisDep, settings: AppSettings
 ) -> UserRead:
     """Deactivate an account; its access and refresh tokens stop working at once."""
-    user = await users_service.deactivate_user(db, redis, settings, admin, user_id)
-    return UserRead.model_validate(user)
+    return await users_service.deactivate_user(db, redis, settings, admin, user_id)

@@ -7,9 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from keel.api.deps import AppSettings, CurrentUser, Db, RedisDep
+from keel.api.deps import AppSettings, CurrentUser, Db, PageQuery, ReadDb, RedisDep
 from keel.api.v1.openapi import links, problems
-from keel.pagination import Page
+from keel.kit.pagination import Page
 from keel.webhooks import service as webhooks_service
 from keel.webhooks.repository import Endpoint, EndpointSecret
 from keel.webhooks.schemas import (
@@ -25,9 +25,6 @@ from keel.webhooks.schemas import (
 )
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
-
-Limit = Annotated[int | None, Query(ge=1, description="Capped by PAGE_MAX_LIMIT")]
-Cursor = Annotated[str | None, Query(max_length=512)]
 
 
 def _with_secret(created: EndpointSecret) -> EndpointWithSecret:
@@ -73,11 +70,9 @@ async def create_endpoint(
     summary="List my webhook endpoints",
     responses=problems(400, 401, 422),
 )
-async def list_endpoints(
-    user: CurrentUser, db: Db, settings: AppSettings, limit: Limit = None, cursor: Cursor = None
-) -> Page[EndpointRead]:
-    page = await webhooks_service.list_endpoints(db, settings, user, limit=limit, cursor=cursor)
-    return Page[EndpointRead](items=[_read(e) for e in page.items], next_cursor=page.next_cursor)
+async def list_endpoints(user: CurrentUser, db: ReadDb, page: PageQuery) -> Page[EndpointRead]:
+    endpoints = await webhooks_service.list_endpoints(db, user, page)
+    return Page[EndpointRead].model_validate(endpoints, from_attributes=True)
 
 
 @router.get(
@@ -156,18 +151,14 @@ async def list_deliveries(
     endpoint_id: uuid.UUID,
     user: CurrentUser,
     db: Db,
-    settings: AppSettings,
+    page: PageQuery,
     delivery_status: Annotated[DeliveryStatus | None, Query(alias="status")] = None,
-    limit: Limit = None,
-    cursor: Cursor = None,
 ) -> Page[DeliveryRead]:
     """Newest first, with status, attempts and the last error."""
-    page = await webhooks_service.list_deliveries(
-        db, settings, user, endpoint_id, status=delivery_status, limit=limit, cursor=cursor
+    deliveries = await webhooks_service.list_deliveries(
+        db, user, endpoint_id, page, status=delivery_status
     )
-    return Page[DeliveryRead](
-        items=[DeliveryRead.model_validate(d) for d in page.items], next_cursor=page.next_cursor
-    )
+    return Page[DeliveryRead].model_validate(deliveries, from_attributes=True)
 
 
 @router.get(
