@@ -17,6 +17,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from keel.token_keys import KeyConfigError, load_keys
+
 # Development default: usable locally, refused in production by `_refuse_weak_production`.
 DEV_SECRET_KEY = "dev-insecure-secret-key-change-me-0123456789abcdef"  # noqa: S105
 MIN_SECRET_KEY_LENGTH = 32
@@ -340,7 +342,6 @@ class Settings(BaseSettings):
     def _check_jwt_keys(self) -> Self:
         # Every environment: a short HMAC secret or a missing/weak key file is a bug, not a
         # production-only concern. The loader names the variable and the rule.
-        from keel.auth.keys import KeyConfigError, load_keys
 
         if self.jwt_algorithm.startswith("HS"):
             secret = self.jwt_signing_secret.get_secret_value()
@@ -364,7 +365,7 @@ class Settings(BaseSettings):
 
     @property
     def jwt_key_source(self) -> tuple[str, str | None, str | None, str | None]:
-        """Hashable arguments of `keel.auth.keys.load_keys` (it caches the loaded keys)."""
+        """Hashable arguments of `keel.token_keys.load_keys` (it caches the loaded keys)."""
         if self.jwt_algorithm.startswith("HS"):
             return (self.jwt_algorithm, self.jwt_signing_secret.get_secret_value(), None, None)
         return (

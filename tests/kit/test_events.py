@@ -34,7 +34,8 @@ async def test_record_hands_the_event_to_subscribers_inside_the_transaction(
     received: list[tuple[events.Event, bool]] = []
 
     async def subscriber(db: Writer, event: events.Event) -> None:
-        received.append((event, db is db_connection and db_connection.is_in_transaction()))
+        in_transaction: bool = db_connection.is_in_transaction()
+        received.append((event, in_transaction and db is db_connection))
 
     events.subscribe(subscriber)
     events.subscribe(subscriber)  # once is enough

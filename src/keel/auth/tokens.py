@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import jwt
 
-from keel.auth.keys import load_keys
 from keel.errors import Unauthorized
 from keel.settings import Settings
+from keel.token_keys import load_keys
 
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "iss", "aud", "sid"]

@@ -33,7 +33,7 @@ import threading
 import time
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import structlog
 from prometheus_client import (
@@ -51,9 +51,21 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
+from redis.asyncio import Redis
 
-if TYPE_CHECKING:
-    from keel.resources import Resources
+from keel.settings import Settings
+
+
+class Sampled(Protocol):
+    """What a scrape samples of the process's resources (keel.resources.Resources)."""
+
+    @property
+    def db(self) -> object: ...  # the pool's size gauges, when it has a pool
+    @property
+    def redis(self) -> Redis: ...  # the ARQ queue's depth
+    @property
+    def settings(self) -> Settings: ...
+
 
 log = structlog.get_logger(__name__)
 
@@ -196,7 +208,7 @@ class Metrics:
                     self.requests_total.labels(method, route, str(status)).inc(requests)
                 self._flushed[key] = current
 
-    def refresh(self, resources: Resources | None) -> None:
+    def refresh(self, resources: Sampled | None) -> None:
         """Sample the values nobody increments: the pool's and (multiprocess) the process's."""
         if resources is not None:
             pool = getattr(resources.db, "pool", None)
@@ -217,7 +229,7 @@ class Metrics:
                 elif family.name == "process_open_fds":
                     self.process_open_fds.set(value)
 
-    async def exposition(self, resources: Resources | None) -> bytes:
+    async def exposition(self, resources: Sampled | None) -> bytes:
         """The text exposition for a scrape: every worker's metrics plus the ARQ queue depth.
 
         This process's counts are flushed first: for a single process by the registry's first
@@ -243,7 +255,7 @@ class Metrics:
             sources.append(self.registry)
         return generate_latest(_Scrape(sources, extra))
 
-    async def run_refresh(self, resources: Resources, interval: float) -> None:
+    async def run_refresh(self, resources: Sampled, interval: float) -> None:
         """Background task of the lifespan: keep the sampled gauges fresh in every worker
         (every `interval`), flush the request counts every `settings.metrics_flush_interval`,
         and once more when cancelled at shutdown."""
@@ -290,7 +302,7 @@ class _Scrape(Collector):
         yield from self._extra
 
 
-async def _queue_depth(resources: Resources) -> int | None:
+async def _queue_depth(resources: Sampled) -> int | None:
     started = time.perf_counter()
     try:
         async with asyncio.timeout(QUEUE_DEPTH_TIMEOUT):

@@ -1,5 +1,8 @@
 """Signing and verification keys for access tokens, loaded once per configuration.
 
+Part of the configuration, not of keel.auth: `keel.settings` checks the keys when the settings
+are read, so a wrong key stops every process at start with one line naming the variable.
+
 HS* algorithms use one secret whose length must be at least the hash output size (RFC 7518 3.2).
 RS*/ES*/EdDSA use PEM key files: the private key signs, the public key verifies; both are
 checked against the configured algorithm so a key of the wrong kind is refused at start.
