@@ -35,6 +35,7 @@ from tests.helpers.servers import (
     xdist_index,
     xdist_worker,
 )
+from tests.helpers.statements import StatementCounter
 from tests.worker.process import WorkerProcess
 
 
@@ -129,6 +130,15 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     )
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client
+
+
+@pytest.fixture
+def statements(db_connection: asyncpg.Connection) -> Iterator[StatementCounter]:
+    """The statements the app sends on the test's connection (tests.helpers.statements)."""
+    counter = StatementCounter()
+    db_connection.add_query_logger(counter)
+    yield counter
+    db_connection.remove_query_logger(counter)
 
 
 # --- Auth and domain (tests/auth, tests/users, tests/items, tests/api/v1) ---

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from keel.api.deps import CurrentUser, Db
 from keel.errors import Conflict
 from tests.auth.accounts import Account
+from tests.helpers.statements import StatementCounter, count_for
 
 EMAIL = "tx@example.com"
 
@@ -61,34 +62,20 @@ async def test_unique_violation_becomes_409(
     assert await count_users(db_connection) == 1
 
 
-class SavepointLog:
-    """The request's transaction is a savepoint in the test's transaction: count them."""
-
-    def __init__(self) -> None:
-        self.savepoints = 0
-
-    def __call__(self, record: asyncpg.connection.LoggedQuery) -> None:
-        if record.query.upper().startswith("SAVEPOINT"):
-            self.savepoints += 1
-
-
 async def test_the_transaction_begins_with_its_first_statement(
-    app: FastAPI, client: httpx.AsyncClient, db_connection: asyncpg.Connection
+    app: FastAPI, client: httpx.AsyncClient, statements: StatementCounter
 ) -> None:
+    """The request's transaction is a savepoint in the test's transaction."""
+
     async def untouched(db: Db) -> dict[str, str]:
         return {"ok": "yes"}
 
     app.add_api_route("/test/untouched", untouched, methods=["POST"])
     add_routes(app)
-    log = SavepointLog()
-    db_connection.add_query_logger(log)
-    try:
-        assert (await client.post("/test/untouched")).status_code == 200
-        assert log.savepoints == 0
-        assert (await client.post("/test/insert")).status_code == 200
-        assert log.savepoints == 1
-    finally:
-        db_connection.remove_query_logger(log)
+    assert await count_for(statements, client, "POST", "/test/untouched") == 0
+    assert statements.transaction_control == []
+    assert await count_for(statements, client, "POST", "/test/insert") == 1
+    assert statements.transaction_control[0].startswith("SAVEPOINT")
 
 
 async def test_a_transaction_declared_before_the_user_does_not_hold_a_connection_early(
