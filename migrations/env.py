@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from keel.db.schema import metadata
+from keel.items import table as _items  # noqa: F401 - each domain's tables join `metadata`
 from keel.settings import get_settings
 
 config = context.config
