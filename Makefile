@@ -10,7 +10,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --custom-compile-command "make lock" --quiet
 
-.PHONY: help venv dev test lint format typecheck deploy-check lock lock-check migrate bench contract clean
+.PHONY: help venv dev test lint format typecheck deploy-check lock lock-check domain migrate bench contract clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ lock-check: $(UV) ## fail when the lock files are stale against pyproject.toml
 	$(UV) pip compile pyproject.toml --group dev $(LOCK_FLAGS) -o $$tmp/requirements-dev.lock && \
 	diff -u requirements.lock $$tmp/requirements.lock && diff -u requirements-dev.lock $$tmp/requirements-dev.lock \
 	  && echo "lock files are current" || { echo "lock files are stale: run 'make lock'"; exit 1; }
+
+domain: $(BIN)/.synced ## add a domain made from the items example: make domain NAME=projects (docs/domain.md)
+	$(BIN)/keel new-domain $(NAME) $(DOMAIN_ARGS)
 
 migrate: $(BIN)/.synced ## alembic upgrade head against DATABASE_URL
 	$(BIN)/keel migrate

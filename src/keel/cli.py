@@ -1,12 +1,14 @@
-"""`keel serve | worker | migrate`: one entry point for every process Keel runs.
+"""`keel serve | worker | migrate | new-domain`: one entry point for every process Keel runs.
 
-The development loop (`make dev`) is dev-only tooling: `python -m keel_dev`.
+The development loop (`make dev`) is dev-only tooling: `python -m keel_dev`; so is the domain
+scaffold behind `keel new-domain`, which an image without keel_dev refuses with one line.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -68,6 +70,17 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def new_domain(arguments: Sequence[str]) -> int:
+    """A development command: the scaffold is keel_dev's, which the image does not ship."""
+    try:
+        scaffold = importlib.import_module("keel_dev.scaffold")
+    except ModuleNotFoundError:
+        print("keel new-domain: a development command; run it in a clone (make domain NAME=...)")
+        return 2
+    exit_code: int = scaffold.main(arguments)
+    return exit_code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="keel", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -87,11 +100,17 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="alembic upgrade to a revision")
     migrate.add_argument("revision", nargs="?", default="head")
     migrate.set_defaults(handler=cmd_migrate)
+
+    # Listed for --help; main() hands its arguments to the scaffold, which parses them.
+    commands.add_parser("new-domain", help="add a domain made from the items example (dev)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["new-domain"]:
+        return new_domain(arguments[1:])
+    args = build_parser().parse_args(arguments)
     exit_code: int = args.handler(args)
     return exit_code
 

@@ -66,6 +66,24 @@ def test_the_runtime_package_imports_nothing_dev_only() -> None:
     assert {path: modules for path, modules in offenders.items() if modules} == {}
 
 
+def test_only_the_cli_looks_for_keel_dev_and_copes_without_it() -> None:
+    """`keel new-domain` runs keel_dev's scaffold when it is installed (a clone), and answers
+    with one line in the image, where it is not."""
+    mentions = sorted(
+        str(path.relative_to(REPO))
+        for path in (REPO / "src" / "keel").rglob("*.py")
+        if "keel_dev" in path.read_text()
+    )
+    assert mentions == ["src/keel/cli.py"]
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.modules['keel_dev'] = None; "
+         "from keel.cli import main; raise SystemExit(main(['new-domain', 'projects']))"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "a development command" in result.stdout
+
+
 def test_the_build_context_leaves_the_dev_tooling_out() -> None:
     rules = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()]
     assert rules.index("src/keel_dev/") > rules.index("!src/")  # the later rule wins

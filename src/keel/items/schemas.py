@@ -71,7 +71,7 @@ class ItemRead(BaseModel):
 
 
 class ItemStats(BaseModel):
-    """The caller's items in numbers (cached; every write to the caller's items refreshes it)."""
+    """The caller's items in numbers (cached; refreshed by every write to them)."""
 
     model_config = ConfigDict(
         json_schema_extra={

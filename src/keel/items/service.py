@@ -1,4 +1,4 @@
-"""ItemRead rules: ownership, optimistic concurrency, events, cached statistics. No HTTP in here.
+"""Item rules: ownership, optimistic concurrency, events, cached statistics. No HTTP in here.
 
 The owner and administrators see an item; for anyone else it does not exist (404, not 403),
 so item ids cannot be probed to learn that an item exists.

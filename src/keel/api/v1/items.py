@@ -15,8 +15,8 @@ from keel.kit.conditional import IfMatch, IfModifiedSince, IfNoneMatch
 from keel.kit.pagination import Page
 
 router = APIRouter(prefix="/items", tags=["items"])
-# Item paths are `{item_id:uuid}`: only a UUID routes to an item, so `/items/stats` is never
-# taken for an item id, whatever the order of the routes. OpenAPI shows `/items/{item_id}`.
+# Item paths are `{item_id:uuid}`: only a UUID routes to an item, so `/items/stats` is
+# never an item id, whatever the order of the routes. OpenAPI shows `/items/{item_id}`.
 CREATED = links(
     "item", "item_id", GetItem="get_item", UpdateItem="update_item", DeleteItem="delete_item"
 )
