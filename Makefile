@@ -9,8 +9,20 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --custom-compile-command "make lock" --quiet
+# Each lock file and what it adds to LOCK_FLAGS. requirements-lowest.lock pins every direct
+# dependency at the lowest version pyproject.toml allows (`make test-lowest` runs the suite on it).
+LOCKS := requirements.lock requirements-dev.lock requirements-lowest.lock
+LOCK_ARGS_requirements.lock :=
+LOCK_ARGS_requirements-dev.lock := --group dev
+# -P for each direct dependency: uv keeps a pin already in the file even when its bound was
+# lowered, so those are resolved afresh; transitive pins are kept (reproducible, like the others).
+LOCK_ARGS_requirements-lowest.lock = --group dev --resolution lowest-direct \
+	$(addprefix -P ,$(shell $(PYTHON) scripts/lower_bounds.py names))
+# $(call compile_lock,LOCK,OUTPUT): pins already in OUTPUT are kept where they still fit.
+compile_lock = $(UV) pip compile pyproject.toml $(LOCK_FLAGS) $(LOCK_ARGS_$(1)) -o $(2)
+LOWEST_VENV := .venv-lowest
 
-.PHONY: help venv dev test lint format typecheck deploy-check lock lock-check domain migrate bench contract clean
+.PHONY: help venv dev test test-lowest lint format typecheck deploy-check lock lock-check domain migrate bench contract clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -34,6 +46,16 @@ dev: $(BIN)/.synced ## run API (auto-reload) + worker; embedded Postgres/Redis u
 test: $(BIN)/.synced ## the whole suite against real PostgreSQL and Redis (TEST_*_URL or embedded)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# The lock must be current and pin each lower bound of pyproject.toml; then the suite runs on
+# exactly those versions in a venv of its own, synced every time (seconds with uv's cache).
+test-lowest: $(UV) ## the whole suite on the lowest versions pyproject.toml allows (.venv-lowest)
+	@$(MAKE) --no-print-directory lock-check LOCKS=requirements-lowest.lock
+	$(PYTHON) scripts/lower_bounds.py check requirements-lowest.lock
+	test -x $(LOWEST_VENV)/bin/python || $(UV) venv --quiet --python $(PYTHON) $(LOWEST_VENV)
+	$(UV) pip sync --quiet --python $(LOWEST_VENV)/bin/python requirements-lowest.lock
+	$(UV) pip install --quiet --python $(LOWEST_VENV)/bin/python --no-deps -e .
+	$(LOWEST_VENV)/bin/pytest $(PYTEST_ARGS)
+
 lint: $(BIN)/.synced ## ruff format --check + ruff check
 	$(BIN)/ruff format --check src tests migrations bench scripts
 	$(BIN)/ruff check src tests migrations bench scripts
@@ -49,15 +71,14 @@ deploy-check: $(BIN)/.synced ## kustomize+kubernetes-validate, promtool, hadolin
 	bash scripts/deploy_check.sh
 
 lock: $(UV) ## regenerate the hashed lock files from pyproject.toml
-	$(UV) pip compile pyproject.toml $(LOCK_FLAGS) -o requirements.lock
-	$(UV) pip compile pyproject.toml --group dev $(LOCK_FLAGS) -o requirements-dev.lock
+	$(foreach lock,$(LOCKS),$(call compile_lock,$(lock),$(lock)) &&) true
 
 lock-check: $(UV) ## fail when the lock files are stale against pyproject.toml
-	@tmp=$$(mktemp -d); cp requirements.lock requirements-dev.lock $$tmp/; \
-	$(UV) pip compile pyproject.toml $(LOCK_FLAGS) -o $$tmp/requirements.lock && \
-	$(UV) pip compile pyproject.toml --group dev $(LOCK_FLAGS) -o $$tmp/requirements-dev.lock && \
-	diff -u requirements.lock $$tmp/requirements.lock && diff -u requirements-dev.lock $$tmp/requirements-dev.lock \
-	  && echo "lock files are current" || { echo "lock files are stale: run 'make lock'"; exit 1; }
+	@tmp=$$(mktemp -d); cp $(LOCKS) $$tmp/; \
+	$(foreach lock,$(LOCKS),$(call compile_lock,$(lock),$$tmp/$(lock)) && diff -u $(lock) $$tmp/$(lock) &&) \
+	  status=0 || status=1; rm -rf $$tmp; \
+	if [ $$status = 0 ]; then echo "lock files are current: $(LOCKS)"; \
+	else echo "lock files are stale: run 'make lock'"; exit 1; fi
 
 domain: $(BIN)/.synced ## add a domain made from the items example: make domain NAME=projects (docs/domain.md)
 	$(BIN)/keel new-domain $(NAME) $(DOMAIN_ARGS)
@@ -72,4 +93,4 @@ contract: $(BIN)/.synced ## schemathesis CLI vs a running `make dev` (CONTRACT_U
 	$(BIN)/python scripts/contract.py $(CONTRACT_ARGS)
 
 clean: ## remove the virtualenvs and caches (embedded dev data in .keel/ is kept)
-	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(LOWEST_VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache
