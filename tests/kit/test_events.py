@@ -11,7 +11,12 @@ from pydantic import BaseModel
 from keel.db.database import Writer
 from keel.kit import events
 
-NOTE_PINNED, NOTE_UNPINNED = events.register("note.pinned", "note.unpinned")
+
+@pytest.fixture(autouse=True)
+def registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Types registered here are gone after the test (the webhooks API lists the registry)."""
+    monkeypatch.setattr(events, "_types", dict(events._types))
+    events.register("note.pinned", "note.unpinned")
 
 
 class Note(BaseModel):
@@ -42,7 +47,7 @@ async def test_record_hands_the_event_to_subscribers_inside_the_transaction(
     owner = uuid.uuid4()
     note = Note(id=uuid.uuid4(), body="hello")
     try:
-        recorded = await events.record(db_connection, NOTE_PINNED, owner_id=owner, data=note)
+        recorded = await events.record(db_connection, "note.pinned", owner_id=owner, data=note)
     finally:
         events.unsubscribe(subscriber)
     assert recorded.data == {"id": str(note.id), "body": "hello"}
