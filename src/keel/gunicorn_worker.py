@@ -125,13 +125,8 @@ class DrainingServer(Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         started = time.monotonic()
+        self._stop_accepting(sockets)
         state = self.server_state
-        for server in self.servers:
-            server.close()
-        for sock in sockets or []:
-            sock.close()
-        for connection in list(state.connections):
-            connection.shutdown()
         if self.quick:
             logger.info("Quick shutdown: cancelling %d request(s)", len(state.tasks))
         else:
@@ -142,28 +137,45 @@ class DrainingServer(Server):
                 self.drain_timeout,
             )
             await self._drain(started + self.drain_timeout)
-
-        if state.tasks:
-            if not self.quick:
-                logger.error(
-                    "Drain budget of %.1fs exceeded: cancelling %d request(s)",
-                    self.drain_timeout,
-                    len(state.tasks),
-                )
-            tasks = list(state.tasks)
-            for task in tasks:
-                task.cancel(msg="worker shutdown")
-            # Cancelled requests answer 500 with `Connection: close` (uvicorn's run_asgi).
-            await asyncio.wait(tasks, timeout=CANCEL_GRACE_SECONDS)
+        await self._cancel_remaining_requests()
         for connection in list(state.connections):
             connection.transport.close()
+        await self._shutdown_lifespan()
+        logger.info("Worker shutdown took %.2fs", time.monotonic() - started)
 
+    def _stop_accepting(self, sockets: list[socket.socket] | None) -> None:
+        """Stop listening, and tell each open connection (`DrainingHttpToolsProtocol.shutdown`)."""
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+
+    async def _cancel_remaining_requests(self) -> None:
+        """Cancel the requests still running (all of them in a quick shutdown), with a grace."""
+        state = self.server_state
+        if not state.tasks:
+            return
+        if not self.quick:
+            logger.error(
+                "Drain budget of %.1fs exceeded: cancelling %d request(s)",
+                self.drain_timeout,
+                len(state.tasks),
+            )
+        tasks = list(state.tasks)
+        for task in tasks:
+            task.cancel(msg="worker shutdown")
+        # Cancelled requests answer 500 with `Connection: close` (uvicorn's run_asgi).
+        await asyncio.wait(tasks, timeout=CANCEL_GRACE_SECONDS)
+
+    async def _shutdown_lifespan(self) -> None:
+        """The application's lifespan shutdown, bounded so the worker exits within its budget."""
         timeout = QUICK_LIFESPAN_SHUTDOWN_TIMEOUT if self.quick else self.lifespan_shutdown_timeout
         try:
             await asyncio.wait_for(self.lifespan.shutdown(), timeout=timeout)
         except TimeoutError:
             logger.error("Application shutdown did not finish within %.1fs", timeout)
-        logger.info("Worker shutdown took %.2fs", time.monotonic() - started)
 
     async def _drain(self, deadline: float) -> None:
         state = self.server_state

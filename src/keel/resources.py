@@ -92,25 +92,8 @@ async def open_resources(settings: Settings, role: str) -> AsyncIterator[Resourc
     async with AsyncExitStack() as stack:
         pool = await create_db_pool(settings, role)
         stack.push_async_callback(pool.close)
-
-        redis_pool = create_redis_pool(settings)
-        stack.push_async_callback(redis_pool.aclose)
-        redis = Redis(connection_pool=redis_pool)
-        stack.push_async_callback(redis.aclose)
-        # The ARQ client shares the connection pool: one set of sockets and timeouts for Redis.
-        arq = ArqRedis(redis_pool, default_queue_name=settings.arq_queue_name)
-        stack.push_async_callback(arq.aclose)
-
-        fast_pool = create_fast_redis_pool(settings)
-        stack.push_async_callback(fast_pool.aclose)
-        fast_client = Redis(connection_pool=fast_pool)
-        stack.push_async_callback(fast_client.aclose)
-        fast_redis = FailOpenRedis(
-            fast_client,
-            timeout=settings.redis_fast_timeout,
-            retry_interval=settings.redis_fast_retry_interval,
-        )
-        stack.push_async_callback(fast_redis.aclose)
+        redis, arq = _open_redis(stack, settings)
+        fast_redis = _open_fast_redis(stack, settings)
 
         sessions = SessionCache(redis, settings)
         stack.push_async_callback(sessions.aclose)
@@ -126,13 +109,44 @@ async def open_resources(settings: Settings, role: str) -> AsyncIterator[Resourc
             arq=arq,
             http=http,
             fast_redis=fast_redis,
-            cache=Cache(
-                fast_redis,
-                prefix=f"{settings.service_name}:cache",
-                lock_ttl=settings.cache_lock_ttl_seconds,
-                lock_wait=settings.cache_lock_wait_seconds,
-                hold=settings.cache_invalidation_hold_seconds,
-                default_ttl=settings.cache_ttl_seconds,
-            ),
+            cache=create_cache(fast_redis, settings),
             sessions=sessions,
         )
+
+
+def _open_redis(stack: AsyncExitStack, settings: Settings) -> tuple[Redis, ArqRedis]:
+    """The Redis client and the ARQ client, closed by `stack`."""
+    redis_pool = create_redis_pool(settings)
+    stack.push_async_callback(redis_pool.aclose)
+    redis = Redis(connection_pool=redis_pool)
+    stack.push_async_callback(redis.aclose)
+    # The ARQ client shares the connection pool: one set of sockets and timeouts for Redis.
+    arq = ArqRedis(redis_pool, default_queue_name=settings.arq_queue_name)
+    stack.push_async_callback(arq.aclose)
+    return redis, arq
+
+
+def _open_fast_redis(stack: AsyncExitStack, settings: Settings) -> FailOpenRedis:
+    """The fail-open Redis client of the rate limiter and the cache, closed by `stack`."""
+    fast_pool = create_fast_redis_pool(settings)
+    stack.push_async_callback(fast_pool.aclose)
+    fast_client = Redis(connection_pool=fast_pool)
+    stack.push_async_callback(fast_client.aclose)
+    fast_redis = FailOpenRedis(
+        fast_client,
+        timeout=settings.redis_fast_timeout,
+        retry_interval=settings.redis_fast_retry_interval,
+    )
+    stack.push_async_callback(fast_redis.aclose)
+    return fast_redis
+
+
+def create_cache(fast_redis: FailOpenRedis, settings: Settings) -> Cache:
+    return Cache(
+        fast_redis,
+        prefix=f"{settings.service_name}:cache",
+        lock_ttl=settings.cache_lock_ttl_seconds,
+        lock_wait=settings.cache_lock_wait_seconds,
+        hold=settings.cache_invalidation_hold_seconds,
+        default_ttl=settings.cache_ttl_seconds,
+    )

@@ -156,8 +156,7 @@ class Cache:
             except _Abandoned:
                 continue  # the leader was cancelled: the next loop makes a new leader
             return result
-        flight = asyncio.get_running_loop().create_future()
-        self._flights[key] = flight
+        flight = self._open_flight(key)
         try:
             value = await self._lead(
                 key, compute, adapter, self.default_ttl if ttl is None else ttl
@@ -172,9 +171,19 @@ class Cache:
             flight.set_result(value)
             return value
         finally:
-            self._flights.pop(key, None)
-            if flight.done() and not flight.cancelled():
-                flight.exception()  # retrieved: no "never retrieved" warning without followers
+            self._close_flight(key, flight)
+
+    def _open_flight(self, key: str) -> asyncio.Future[Any]:
+        """A new flight for `key`: callers that come while it is open wait for its result."""
+        flight: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._flights[key] = flight
+        return flight
+
+    def _close_flight(self, key: str, flight: asyncio.Future[Any]) -> None:
+        """Forget the landed flight: the next caller of `key` starts a new one."""
+        self._flights.pop(key, None)
+        if flight.done() and not flight.cancelled():
+            flight.exception()  # retrieved: no "never retrieved" warning without followers
 
     async def _lead(
         self,

@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import structlog
@@ -142,6 +142,44 @@ def _orjson_text(value: Any, **options: Any) -> str:
     return orjson.dumps(value, **options).decode()
 
 
+class _Output(NamedTuple):
+    """The last step of a line, and where it goes.
+
+    structlog's own lines and stdlib records share the processors but not the last step: a
+    logging.Formatter must return text (`text_renderer`), structlog's BytesLogger takes bytes.
+    """
+
+    renderer: structlog.types.Processor
+    text_renderer: structlog.types.Processor
+    logger_factory: structlog.types.WrappedLogger
+    decoders: list[structlog.types.Processor]
+
+
+def _json_output() -> _Output:
+    # orjson straight to bytes, written to the byte stream: structlog's documented fast path
+    # (the access log line of every request is rendered here: 0.75 us instead of 4.5 us).
+    return _Output(
+        renderer=structlog.processors.JSONRenderer(
+            serializer=orjson.dumps, option=orjson.OPT_NON_STR_KEYS, default=_json_default
+        ),
+        text_renderer=structlog.processors.JSONRenderer(
+            serializer=_orjson_text, option=orjson.OPT_NON_STR_KEYS, default=_json_default
+        ),
+        logger_factory=structlog.BytesLoggerFactory(sys.stderr.buffer),
+        decoders=[],  # bytes: `_json_default`
+    )
+
+
+def _console_output() -> _Output:
+    renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    return _Output(
+        renderer=renderer,
+        text_renderer=renderer,
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        decoders=[structlog.processors.UnicodeDecoder()],
+    )
+
+
 def configure_logging(settings: Settings, *, force: bool = False) -> None:
     """Configure structlog and the stdlib root logger; a no-op when already configured alike.
 
@@ -157,37 +195,30 @@ def configure_logging(settings: Settings, *, force: bool = False) -> None:
         return
     _configured = key
 
-    # structlog's own lines and stdlib records share the processors but not the last step: a
-    # logging.Formatter must return text, structlog's BytesLogger takes bytes.
-    renderer: structlog.types.Processor
-    text_renderer: structlog.types.Processor
-    logger_factory: structlog.types.WrappedLogger
-    if settings.log_as_json:
-        # orjson straight to bytes, written to the byte stream: structlog's documented fast path
-        # (the access log line of every request is rendered here: 0.75 us instead of 4.5 us).
-        renderer = structlog.processors.JSONRenderer(
-            serializer=orjson.dumps, option=orjson.OPT_NON_STR_KEYS, default=_json_default
-        )
-        text_renderer = structlog.processors.JSONRenderer(
-            serializer=_orjson_text, option=orjson.OPT_NON_STR_KEYS, default=_json_default
-        )
-        logger_factory = structlog.BytesLoggerFactory(sys.stderr.buffer)
-        decoders: list[structlog.types.Processor] = []  # bytes: `_json_default`
-    else:
-        renderer = text_renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-        logger_factory = structlog.PrintLoggerFactory(sys.stderr)
-        decoders = [structlog.processors.UnicodeDecoder()]
+    output = _json_output() if settings.log_as_json else _console_output()
+    _configure_structlog(settings, output, cache=cache)
+    _route_stdlib_logging(settings, output.text_renderer)
 
+
+def _configure_structlog(settings: Settings, output: _Output, *, cache: bool) -> None:
     structlog.configure(
-        processors=[*_SHARED_PROCESSORS, render_stack_and_exception, *decoders, renderer],
+        processors=[
+            *_SHARED_PROCESSORS,
+            render_stack_and_exception,
+            *output.decoders,
+            output.renderer,
+        ],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[settings.log_level]
         ),
         # Our own lines skip the stdlib logging machinery: ~11 us a line instead of ~29 us.
-        logger_factory=logger_factory,
+        logger_factory=output.logger_factory,
         cache_logger_on_first_use=cache,
     )
 
+
+def _route_stdlib_logging(settings: Settings, text_renderer: structlog.types.Processor) -> None:
+    """Every stdlib record goes through the root logger's one handler, rendered as ours are."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(

@@ -198,6 +198,21 @@ class RedisWindows(RedisStorage):
                     entry.future.set_exception(RedisUnavailable("rate limit batch abandoned"))
 
     async def _run(self, batch: list[_Pending]) -> None:
+        keys, args = self._script_arguments(batch)
+        self.calls += 1
+        self.batched += len(batch)
+        try:
+            raw = await self.guard.run(functools.partial(self._call, keys, args), dedicated=True)
+        except RedisUnavailable as error:
+            _fail_batch(batch, str(error), skipped=error.skipped)
+            return
+        except BaseException:
+            _fail_batch(batch, "rate limit batch failed")
+            raise
+        _answer_batch(batch, raw)
+
+    def _script_arguments(self, batch: list[_Pending]) -> tuple[list[str], list[str]]:
+        """The script's KEYS and ARGV for a batch (the layout is described above `_ACQUIRE`)."""
         index: dict[str, int] = {}
         numbers: list[int] = [len(batch)]
         for entry in batch:
@@ -212,45 +227,7 @@ class RedisWindows(RedisStorage):
                         *(term.reserved, term.window, term.extra),
                     )
                 )
-        keys = list(index)
-        args = [" ".join(map(str, numbers))]
-        self.calls += 1
-        self.batched += len(batch)
-        try:
-            raw = await self.guard.run(functools.partial(self._call, keys, args), dedicated=True)
-        except RedisUnavailable as error:
-            for entry in batch:
-                if not entry.future.done():
-                    entry.future.set_exception(RedisUnavailable(str(error), skipped=error.skipped))
-            return
-        except BaseException:
-            for entry in batch:
-                if not entry.future.done():
-                    entry.future.set_exception(RedisUnavailable("rate limit batch failed"))
-            raise
-        now = int(raw[0])
-        position = 1
-        for entry in batch:
-            allowed = raw[position] == 1
-            position += 1
-            terms = entry.terms or (NO_TERMS,) * len(entry.checks)
-            windows = []
-            for check, term in zip(entry.checks, terms, strict=True):
-                count, ttl, granted, kept = (int(value) for value in raw[position : position + 4])
-                position += 4
-                need = check.cost - (term.reserved if kept else 0)
-                windows.append(
-                    Window(
-                        count,
-                        ttl / 1000,
-                        exceeded=not allowed and count + need > check.amount,
-                        end=now + ttl if ttl > 0 else 0,
-                        granted=granted,
-                        kept=kept == 1,
-                    )
-                )
-            if not entry.future.done():
-                entry.future.set_result(Outcome(allowed, tuple(windows)))
+        return list(index), [" ".join(map(str, numbers))]
 
     async def _call(self, keys: list[str], args: list[str], redis: Redis) -> list[int]:
         result: list[int] = await self._acquire_script(keys=keys, args=args, client=redis)
@@ -258,6 +235,40 @@ class RedisWindows(RedisStorage):
 
     def prefixed_key(self, key: str) -> str:
         return self.bridge.prefixed_key(key)
+
+
+def _fail_batch(batch: list[_Pending], message: str, *, skipped: bool = False) -> None:
+    """Every request of the batch that still waits fails with a `RedisUnavailable` of its own."""
+    for entry in batch:
+        if not entry.future.done():
+            entry.future.set_exception(RedisUnavailable(message, skipped=skipped))
+
+
+def _answer_batch(batch: list[_Pending], raw: list[int]) -> None:
+    """Answer every request of the batch from the script's reply (see `_ACQUIRE`)."""
+    now = int(raw[0])
+    position = 1
+    for entry in batch:
+        allowed = raw[position] == 1
+        position += 1
+        terms = entry.terms or (NO_TERMS,) * len(entry.checks)
+        windows = []
+        for check, term in zip(entry.checks, terms, strict=True):
+            count, ttl, granted, kept = (int(value) for value in raw[position : position + 4])
+            position += 4
+            need = check.cost - (term.reserved if kept else 0)
+            windows.append(
+                Window(
+                    count,
+                    ttl / 1000,
+                    exceeded=not allowed and count + need > check.amount,
+                    end=now + ttl if ttl > 0 else 0,
+                    granted=granted,
+                    kept=kept == 1,
+                )
+            )
+        if not entry.future.done():
+            entry.future.set_result(Outcome(allowed, tuple(windows)))
 
 
 class LocalWindows:

@@ -22,7 +22,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import orjson
@@ -78,6 +78,14 @@ class Outcome:
             "attempts": self.attempts,
             "detail": self.detail,
         }
+
+
+class AttemptResult(NamedTuple):
+    """What one attempt wrote to its log row, and the exception that ends it (None: success)."""
+
+    status_code: int | None
+    error: str | None
+    failure: Transient | Permanent | None
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -141,16 +149,16 @@ class DeliveryRun:
         remaining = self.settings.webhook_max_attempts - task.attempts
         if remaining <= 0:
             return await self._finish("failed", "no attempts left")
+        return await self._attempt_until_decided(task, url, remaining)
+
+    async def _attempt_until_decided(
+        self, task: repo.DeliveryTask, url: httpx.URL, remaining: int
+    ) -> Outcome:
+        """This run's attempts (at most `remaining`), then the row's fate: done or next run."""
         body = orjson.dumps(task.payload)
         per_run = min(self.settings.webhook_attempts_per_run, remaining)
-        retrying = AsyncRetrying(
-            stop=self._stop(per_run),
-            wait=self._wait(),
-            retry=retry_if_exception_type(Transient),
-            reraise=True,
-        )
         try:
-            async for attempt in retrying:
+            async for attempt in self._retrying(per_run):
                 with attempt:
                     await self._attempt(task, url, body)
         except Stale:
@@ -161,15 +169,27 @@ class DeliveryRun:
         except Permanent as error:
             return await self._finish("failed", str(error))
         except Transient as error:
-            if self.attempts >= self.settings.webhook_max_attempts:
-                return await self._finish("failed", error.error)
-            delay = run_backoff(
-                self.settings.webhook_run_backoff_base_seconds,
-                self.settings.webhook_run_backoff_max_seconds,
-                self.attempts,
-            )
-            return await self._reschedule(max(delay, error.retry_after or 0.0), None)
+            return await self._after_transient(error)
         return await self._finish("succeeded", None)
+
+    def _retrying(self, per_run: int) -> AsyncRetrying:
+        return AsyncRetrying(
+            stop=self._stop(per_run),
+            wait=self._wait(),
+            retry=retry_if_exception_type(Transient),
+            reraise=True,
+        )
+
+    async def _after_transient(self, error: Transient) -> Outcome:
+        """The run ended on a transient failure: a later run, unless no attempts are left."""
+        if self.attempts >= self.settings.webhook_max_attempts:
+            return await self._finish("failed", error.error)
+        delay = run_backoff(
+            self.settings.webhook_run_backoff_base_seconds,
+            self.settings.webhook_run_backoff_max_seconds,
+            self.attempts,
+        )
+        return await self._reschedule(max(delay, error.retry_after or 0.0), None)
 
     def _stop(self, per_run: int) -> Any:
         limit = self.settings.webhook_retry_max_seconds
@@ -199,6 +219,7 @@ class DeliveryRun:
         return wait
 
     async def _attempt(self, task: repo.DeliveryTask, url: httpx.URL, body: bytes) -> None:
+        """One attempt, logged before it is sent and completed after; raises its failure."""
         host = breaker_key(url)
         wait = await self.breaker.wait_seconds(host)
         if wait > 0:
@@ -212,45 +233,54 @@ class DeliveryRun:
             raise Stale
         self.attempts += 1
         started = time.perf_counter()
-        status_code: int | None = None
-        error: str | None = None
-        outcome: BaseException | None = None
-        try:
-            status_code, snippet, retry_after = await self._send(task, body)
-        except ssrf.UnsafeUrl as exc:
-            error = f"blocked: {exc}"
-            outcome = Permanent(error)
-        except (httpx.HTTPError, OSError, TimeoutError) as exc:
-            error = describe(exc)
-            outcome = Transient(error)
-            await self.breaker.record_failure(host)
-        else:
-            if 200 <= status_code < 300:
-                await self.breaker.record_success(host)
-            elif status_code in (408, 429) or status_code >= 500:
-                error = f"HTTP {status_code}: {snippet}".strip()
-                outcome = Transient(error, retry_after)
-                await self.breaker.record_failure(host)
-            else:
-                # The host answered: it is up, whatever it thinks of this request.
-                await self.breaker.record_success(host)
-                error = f"HTTP {status_code}: {snippet}".strip()
-                outcome = Permanent(error)
+        result = await self._send_and_judge(task, body, host)
         duration_ms = round((time.perf_counter() - started) * 1000)
         async with self.resources.db.transaction() as db:
             await repo.complete_attempt(
-                db, attempt_id, self.delivery_id, duration_ms, status_code, error
+                db, attempt_id, self.delivery_id, duration_ms, result.status_code, result.error
             )
         log.info(
             "webhook attempt",
             delivery_id=str(self.delivery_id),
             attempt=self.attempts,
-            status_code=status_code,
+            status_code=result.status_code,
             duration_ms=duration_ms,
-            error=error,
+            error=result.error,
         )
-        if outcome is not None:
-            raise outcome
+        if result.failure is not None:
+            raise result.failure
+
+    async def _send_and_judge(
+        self, task: repo.DeliveryTask, body: bytes, host: str
+    ) -> AttemptResult:
+        """Send the request and judge the answer, telling the host's breaker how it went."""
+        try:
+            status_code, snippet, retry_after = await self._send(task, body)
+        except ssrf.UnsafeUrl as exc:
+            error = f"blocked: {exc}"
+            return AttemptResult(None, error, Permanent(error))
+        except (httpx.HTTPError, OSError, TimeoutError) as exc:
+            error = describe(exc)
+            failure = Transient(error)
+            await self.breaker.record_failure(host)
+            return AttemptResult(None, error, failure)
+        return await self._judge_answer(host, status_code, snippet, retry_after)
+
+    async def _judge_answer(
+        self, host: str, status_code: int, snippet: str, retry_after: float | None
+    ) -> AttemptResult:
+        """2xx succeeds; 408, 429 and 5xx are worth another attempt; any other answer is final."""
+        if 200 <= status_code < 300:
+            await self.breaker.record_success(host)
+            return AttemptResult(status_code, None, None)
+        error = f"HTTP {status_code}: {snippet}".strip()
+        if status_code in (408, 429) or status_code >= 500:
+            failure = Transient(error, retry_after)
+            await self.breaker.record_failure(host)
+            return AttemptResult(status_code, error, failure)
+        # The host answered: it is up, whatever it thinks of this request.
+        await self.breaker.record_success(host)
+        return AttemptResult(status_code, error, Permanent(error))
 
     async def _send(self, task: repo.DeliveryTask, body: bytes) -> tuple[int, str, float | None]:
         settings = self.settings

@@ -20,6 +20,7 @@ import contextlib
 import os
 import socket
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -62,13 +63,33 @@ async def relay_due(resources: Resources, limit: int) -> int:
         claimed = await repo.claim_due(db, limit)
     if not claimed:
         return 0
-    enqueued: list[repo.Claimed] = []
-    failed: list[repo.Claimed] = []
-    error: BaseException | None = None
+    handover = await _enqueue_claimed(resources, claimed)
+    if handover.failed:
+        async with resources.db.transaction() as db:
+            await repo.unclaim(db, handover.failed)
+    await _record_job_owners(resources, handover.enqueued)
+    error = handover.error
+    if error is not None:
+        if isinstance(error, Exception):
+            raise error
+        raise RuntimeError("enqueue failed") from error
+    return len(handover.enqueued)
+
+
+@dataclass(slots=True)
+class _Handover:
+    enqueued: list[repo.Claimed] = field(default_factory=list)
+    failed: list[repo.Claimed] = field(default_factory=list)
+    error: BaseException | None = None  # the first refusal: later chunks are not tried
+
+
+async def _enqueue_claimed(resources: Resources, claimed: list[repo.Claimed]) -> _Handover:
+    """Enqueue the claimed rows, ENQUEUE_CONCURRENCY at a time, until the queue refuses one."""
+    handover = _Handover()
     for start in range(0, len(claimed), ENQUEUE_CONCURRENCY):
         chunk = claimed[start : start + ENQUEUE_CONCURRENCY]
-        if error is not None:
-            failed.extend(chunk)
+        if handover.error is not None:
+            handover.failed.extend(chunk)
             continue
         results = await asyncio.gather(
             *(
@@ -79,21 +100,18 @@ async def relay_due(resources: Resources, limit: int) -> int:
         )
         for row, result in zip(chunk, results, strict=True):
             if isinstance(result, BaseException):
-                failed.append(row)
-                error = error or result
+                handover.failed.append(row)
+                handover.error = handover.error or result
             else:
-                enqueued.append(row)
-    if failed:
-        async with resources.db.transaction() as db:
-            await repo.unclaim(db, failed)
+                handover.enqueued.append(row)
+    return handover
+
+
+async def _record_job_owners(resources: Resources, enqueued: list[repo.Claimed]) -> None:
+    """Record who may see each job (keel.jobs.ownership); best effort: Redis may be down."""
     owners = {repo.delivery_job_id(row.id, row.enqueue_count): row.owner_id for row in enqueued}
     with contextlib.suppress(RedisError, OSError):
         await record_owners(resources.redis, resources.settings, owners)
-    if error is not None:
-        if isinstance(error, Exception):
-            raise error
-        raise RuntimeError("enqueue failed") from error
-    return len(enqueued)
 
 
 async def relay_all(resources: Resources) -> int:
