@@ -7,14 +7,18 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
+import orjson
 import pytest
 from fastapi import APIRouter, FastAPI
 from redis.exceptions import ConnectionError as RedisConnectionError
+from starlette.requests import Request
 
 from keel.errors import DependencyUnavailable
 from keel.main import create_app
+from keel.problems import PROBLEM_CONTENT_TYPE, payload_too_large_response, unhandled_error_response
 from keel.settings import Settings
 from tests.helpers.lifespan import LifespanManager
+from tests.middleware.asgi import http_scope
 from tests.middleware.conftest import Item
 
 router = APIRouter(prefix="/p")
@@ -113,3 +117,23 @@ async def test_unavailable_dependency_is_503_with_retry_after(
     assert response.headers["retry-after"] == "2"
     assert "refused" not in response.text
     assert "starting up" not in response.text
+
+
+def test_unit_the_documents_the_middleware_sends_are_built_outside_keel_api() -> None:
+    """keel.problems renders from a plain Starlette request: no FastAPI app, no handlers."""
+    scope = http_scope("POST", "/upload", state={"request_id": "p-1"})
+    too_large = payload_too_large_response(Request(scope), 10)
+    assert (too_large.status_code, too_large.media_type) == (413, PROBLEM_CONTENT_TYPE)
+    assert too_large.headers["connection"] == "close"
+    assert orjson.loads(too_large.body) == {
+        "type": "/problems/payload-too-large",
+        "title": "Payload Too Large",
+        "status": 413,
+        "detail": "The request body is larger than 10 bytes.",
+        "instance": "/upload",
+        "request_id": "p-1",
+        "max_bytes": 10,
+    }
+    failed = unhandled_error_response(Request(http_scope(path="/x")))
+    assert failed.status_code == 500
+    assert "request_id" not in orjson.loads(failed.body)  # none was bound

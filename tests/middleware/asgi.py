@@ -8,6 +8,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from keel.middleware.composed import ComposedMiddleware, Concern
+
 
 def http_scope(
     method: str = "GET",
@@ -96,3 +98,8 @@ def responder(
         await send({"type": "http.response.body", "body": body})
 
     return app
+
+
+def composed(app: ASGIApp, *concerns: Concern) -> ComposedMiddleware:
+    """`app` behind one layer running `concerns` (the first one outermost)."""
+    return ComposedMiddleware(app, concerns=concerns)

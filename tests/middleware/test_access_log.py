@@ -5,9 +5,10 @@ from typing import Any
 import pytest
 
 from keel.middleware.access_log import AccessLog
-from keel.middleware.edge import EdgeMiddleware
+from keel.middleware.request_id import RequestId
+from keel.observability.context import current_request_id
 from keel.settings import Settings
-from tests.middleware.asgi import call, http_scope, responder
+from tests.middleware.asgi import call, composed, http_scope, responder
 from tests.middleware.conftest import Edge, Logs
 
 FIELDS = {"method", "route", "path", "status", "duration_ms", "request_id", "client"}
@@ -115,10 +116,23 @@ async def test_unit_status_500_is_logged_when_the_app_raises() -> None:
     async def failing(scope: object, receive: object, send: object) -> None:
         raise RuntimeError("x")
 
-    middleware = EdgeMiddleware(failing, access_log=AccessLog(logger=Recorder()))
+    middleware = composed(failing, AccessLog(logger=Recorder()))
     with pytest.raises(RuntimeError):
         await call(middleware, http_scope())
     assert [(event, fields["status"]) for event, fields in lines] == [("request", 500)]
-    ok = EdgeMiddleware(responder(status=201), access_log=AccessLog(logger=Recorder()))
+    ok = composed(responder(status=201), AccessLog(logger=Recorder()))
     await call(ok, http_scope("POST", "/x"))
     assert lines[-1][1]["status"] == 201
+
+
+async def test_unit_the_line_is_written_while_the_request_id_is_bound() -> None:
+    seen: list[object] = []
+
+    class ContextRecorder:
+        def info(self, event: str, **fields: Any) -> None:
+            seen.append((current_request_id(), fields["request_id"]))
+
+    app = composed(responder(), RequestId(), AccessLog(logger=ContextRecorder()))
+    await call(app, http_scope(headers=[("X-Request-ID", "e-3")]))
+    assert seen == [("e-3", "e-3")]
+    assert current_request_id() is None

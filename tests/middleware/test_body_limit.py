@@ -8,7 +8,7 @@ import pytest
 from starlette.types import Receive, Scope, Send
 
 from keel.middleware.body_limit import BodyLimitMiddleware
-from keel.middleware.gzip import GZip
+from keel.middleware.gzip import GZipMiddleware
 from keel.settings import Settings
 from tests.middleware.asgi import call, http_scope, responder
 from tests.middleware.conftest import Edge
@@ -126,18 +126,17 @@ async def test_unit_get_without_a_body_passes_through_untouched() -> None:
     assert seen == [receive]
 
 
-async def test_unit_with_gzip_the_limit_holds_and_bodies_are_compressed_when_accepted() -> None:
-    """With `gzip=`, the layer runs Starlette's gzip responder around the limit for clients
-    that accept gzip: the limit must still hold on that path, and only those get gzip."""
+async def test_unit_behind_gzip_the_limit_holds_and_bodies_are_compressed_when_accepted() -> None:
+    """As `install_middleware` stacks them: gzip around the limit. The limit must still hold
+    for clients that accept gzip, and only those get gzip."""
     reached = []
 
     async def inner(scope: Scope, receive: Receive, send: Send) -> None:
         reached.append(scope["method"])
         await responder(body=b"x" * 500)(scope, receive, send)
 
-    middleware = BodyLimitMiddleware(
-        inner, max_body_size=10, gzip=GZip(minimum_size=100, compresslevel=6)
-    )
+    limited = BodyLimitMiddleware(inner, max_body_size=10)
+    middleware = GZipMiddleware(limited, minimum_size=100, compresslevel=6)
     gzipped = [("Accept-Encoding", "gzip, br")]
     compressed = await call(middleware, http_scope("GET", "/", headers=gzipped))
     assert compressed.header("content-encoding") == "gzip"

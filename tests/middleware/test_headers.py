@@ -6,13 +6,14 @@ import re
 import httpx
 import pytest
 
-from keel.middleware.edge import EdgeMiddleware
+from keel.middleware.cache import CacheHeaders, cache_policy
 from keel.middleware.security import API_CSP, SecurityHeaders, docs_csp
 from keel.settings import Settings
-from tests.middleware.asgi import call, http_scope, responder
+from tests.middleware.asgi import call, composed, http_scope, responder
 from tests.middleware.conftest import Edge
 
 MIB = 1024 * 1024
+VARY = "Authorization, Accept-Encoding"
 
 
 async def test_security_headers_on_api_responses_and_errors(edge: Edge) -> None:
@@ -76,7 +77,7 @@ async def test_unit_a_response_keeps_its_own_csp() -> None:
     inner = responder(
         headers=[(b"content-type", b"text/html"), (b"content-security-policy", b"custom")]
     )
-    reply = await call(EdgeMiddleware(inner, security=SecurityHeaders()), http_scope())
+    reply = await call(composed(inner, SecurityHeaders()), http_scope())
     assert reply.headers("content-security-policy") == ["custom"]
     assert reply.header("x-content-type-options") == "nosniff"
 
@@ -137,5 +138,45 @@ async def test_unit_gzip_body_is_really_compressed(edge: Edge) -> None:
 
 async def test_unit_vary_merges_with_an_existing_one() -> None:
     inner = responder(headers=[(b"content-type", b"application/json"), (b"vary", b"Origin")])
-    reply = await call(EdgeMiddleware(inner, cache_headers=True), http_scope())
+    reply = await call(composed(inner, CacheHeaders()), http_scope())
     assert reply.headers("vary") == ["Origin, Authorization, Accept-Encoding"]
+
+
+def _declaring(policy: str) -> object:
+    """A matched route as the router leaves it in the scope, with a declared cache policy."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(openapi_extra=cache_policy(policy))
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "headers", "route", "expected"),
+    [
+        ("GET", 200, [], None, ("no-cache", "Authorization, Accept-Encoding")),
+        ("HEAD", 200, [("Cookie", "a=b")], None, ("private, no-cache", VARY)),
+        ("GET", 200, [("Authorization", "Bearer x")], None, ("private, no-cache", VARY)),
+        ("GET", 200, [], _declaring("public, max-age=60"), ("public, max-age=60", VARY)),
+        ("GET", 200, [], _declaring("no-store, max-age=0"), ("no-store, max-age=0", None)),
+        ("GET", 404, [("Authorization", "Bearer x")], None, ("no-store", None)),
+        ("POST", 201, [], None, ("no-store", None)),
+        ("DELETE", 204, [], _declaring("public, max-age=60"), ("no-store", None)),
+    ],
+)
+async def test_unit_cache_policy(
+    method: str,
+    status: int,
+    headers: list[tuple[str, str]],
+    route: object,
+    expected: tuple[str, str | None],
+) -> None:
+    scope = http_scope(method, headers=headers, route=route)
+    reply = await call(composed(responder(status=status), CacheHeaders()), scope)
+    assert (reply.header("cache-control"), reply.header("vary")) == expected
+    assert len(reply.headers("cache-control")) == 1
+
+
+async def test_unit_a_response_keeps_its_own_cache_control_and_gets_vary() -> None:
+    inner = responder(headers=[(b"cache-control", b"max-age=5")])
+    reply = await call(composed(inner, CacheHeaders()), http_scope())
+    assert reply.headers("cache-control") == ["max-age=5"]
+    assert reply.headers("vary") == [VARY]

@@ -9,18 +9,18 @@ import structlog
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from keel.middleware.edge import EdgeMiddleware
+from keel.middleware.request_id import RequestId
 from keel.observability.context import bind_user_id, current_request_id
 from keel.resources import create_http_client
 from keel.settings import Settings
-from tests.middleware.asgi import call, http_scope, responder
+from tests.middleware.asgi import call, composed, http_scope, responder
 from tests.middleware.conftest import Logs
 
 GENERATED = re.compile(r"[0-9a-f]{32}")
 
 
 async def test_a_safe_incoming_id_is_echoed() -> None:
-    app = EdgeMiddleware(responder())
+    app = composed(responder(), RequestId())
     reply = await call(app, http_scope(headers=[("X-Request-ID", "abc-123.x:y_z")]))
     assert reply.header("x-request-id") == "abc-123.x:y_z"
 
@@ -30,7 +30,7 @@ async def test_a_safe_incoming_id_is_echoed() -> None:
     ["a" * 129, "has space", 'quote"d', "semi;colon", "new\\nline", "", "é"],
 )
 async def test_an_unsafe_incoming_id_is_replaced(incoming: str) -> None:
-    app = EdgeMiddleware(responder())
+    app = composed(responder(), RequestId())
     reply = await call(app, http_scope(headers=[("X-Request-ID", incoming)]))
     echoed = reply.header("x-request-id")
     assert echoed is not None
@@ -38,14 +38,14 @@ async def test_an_unsafe_incoming_id_is_replaced(incoming: str) -> None:
 
 
 async def test_128_characters_are_accepted() -> None:
-    app = EdgeMiddleware(responder())
+    app = composed(responder(), RequestId())
     reply = await call(app, http_scope(headers=[("X-Request-ID", "b" * 128)]))
     assert reply.header("x-request-id") == "b" * 128
 
 
 async def test_each_request_gets_its_own_id_and_the_response_headers_are_not_mutated() -> None:
     shared_headers = [(b"content-type", b"application/json")]
-    app = EdgeMiddleware(responder(headers=shared_headers))
+    app = composed(responder(headers=shared_headers), RequestId())
     first = await call(app, http_scope())
     second = await call(app, http_scope())
     assert first.header("x-request-id") != second.header("x-request-id")
@@ -67,7 +67,7 @@ async def test_on_every_log_line_during_the_request_and_on_none_after(logs: Logs
         seen["state"] = scope["state"]["request_id"]
         await responder()(scope, receive, send)
 
-    reply = await call(EdgeMiddleware(inner), http_scope(headers=[("x-request-id", "r-1")]))
+    reply = await call(composed(inner, RequestId()), http_scope(headers=[("x-request-id", "r-1")]))
     log.info("after the request")
     assert seen == {"var": "r-1", "state": "r-1"}
     assert reply.header("x-request-id") == "r-1"
@@ -87,7 +87,7 @@ async def test_cleared_even_when_the_app_raises(logs: Logs) -> None:
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
-        await call(EdgeMiddleware(failing), http_scope())
+        await call(composed(failing, RequestId()), http_scope())
     structlog.get_logger("test").info("after the request")
     [line] = logs
     assert "request_id" not in line
@@ -102,7 +102,7 @@ async def test_non_http_scopes_pass_through_untouched() -> None:
         seen.append(scope)
 
     scope = {"type": "lifespan"}
-    await EdgeMiddleware(inner)(scope, _never, _never_send)
+    await composed(inner, RequestId())(scope, _never, _never_send)
     assert seen == [{"type": "lifespan"}]
 
 
@@ -140,6 +140,6 @@ async def test_outbound_httpx_calls_carry_the_request_id(settings: Settings) -> 
         await responder()(scope, receive, send)
 
     async with client:
-        await call(EdgeMiddleware(inner), http_scope(headers=[("x-request-id", "out-1")]))
+        await call(composed(inner, RequestId()), http_scope(headers=[("x-request-id", "out-1")]))
         await client.get("http://upstream.invalid/")  # outside any request
     assert received == ["out-1", "explicit", None]

@@ -11,7 +11,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import ConnectionPool
 
-from keel.middleware.edge import EdgeMiddleware
+from keel.middleware.composed import ComposedMiddleware
+from keel.middleware.metrics import RequestMetrics
 from keel.observability.metrics import DURATION_BUCKETS, Metrics
 from keel.settings import Settings
 from tests.middleware.asgi import call, http_scope, responder
@@ -107,7 +108,9 @@ async def test_unit_in_progress_goes_up_during_a_request_and_back_down() -> None
         await release.wait()
         await responder()(scope, receive, send)  # type: ignore[arg-type]
 
-    task = asyncio.create_task(call(EdgeMiddleware(slow, metrics=metrics), http_scope()))
+    task = asyncio.create_task(
+        call(ComposedMiddleware(slow, concerns=[RequestMetrics(metrics)]), http_scope())
+    )
     await entered.wait()
     assert value(generate_latest(metrics.registry).decode(), "http_requests_in_progress") == 1
     release.set()

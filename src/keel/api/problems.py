@@ -1,12 +1,12 @@
-"""Every error becomes an RFC 9457 `application/problem+json` response; no traceback leaves."""
+"""Every error becomes an RFC 9457 `application/problem+json` response; no traceback leaves.
+
+The exception handlers FastAPI calls; the documents themselves are built by `keel.problems`,
+which the middleware uses too.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import asyncpg
-import orjson
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,50 +17,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from keel.db.database import UNAVAILABLE_ERRORS
-from keel.errors import AppError, Conflict, DependencyUnavailable, PayloadTooLarge
-
-PROBLEM_CONTENT_TYPE = "application/problem+json"
+from keel.errors import AppError, Conflict, DependencyUnavailable
+from keel.problems import problem_response, render_app_error, unhandled_error_response
 
 log = structlog.get_logger(__name__)
-
-
-def problem_response(
-    request: Request,
-    status: int,
-    title: str,
-    *,
-    type_: str = "about:blank",
-    detail: str | None = None,
-    headers: Mapping[str, str] | None = None,
-    extensions: Mapping[str, Any] | None = None,
-) -> Response:
-    body: dict[str, Any] = {"type": type_, "title": title, "status": status}
-    if detail:
-        body["detail"] = detail
-    body["instance"] = request.url.path
-    request_id = getattr(request.state, "request_id", None)
-    if request_id:
-        body["request_id"] = request_id
-    if extensions:
-        body.update(extensions)
-    return Response(
-        orjson.dumps(body),
-        status_code=status,
-        headers=dict(headers or {}),
-        media_type=PROBLEM_CONTENT_TYPE,
-    )
-
-
-def render_app_error(request: Request, error: AppError) -> Response:
-    return problem_response(
-        request,
-        error.status,
-        error.title,
-        type_=error.type,
-        detail=error.detail,
-        headers=error.headers,
-        extensions=error.extensions,
-    )
 
 
 async def _app_error(request: Request, exc: Exception) -> Response:
@@ -130,24 +90,6 @@ async def _database_unavailable(request: Request, exc: Exception) -> Response:
 async def _redis_unavailable(request: Request, exc: Exception) -> Response:
     log.warning("redis unavailable", error=repr(exc))
     return render_app_error(request, DependencyUnavailable("redis"))
-
-
-def unhandled_error_response(request: Request) -> Response:
-    """The generic 500: nothing about the failure leaves the process (the log has it)."""
-    return problem_response(
-        request,
-        500,
-        "Internal Server Error",
-        type_="/problems/internal-error",
-        detail="An unexpected error occurred.",
-    )
-
-
-def payload_too_large_response(request: Request, limit: int) -> Response:
-    """413 from the body-limit middleware; it closes the connection (the body stays unread)."""
-    error = PayloadTooLarge(f"The request body is larger than {limit} bytes.", max_bytes=limit)
-    error.headers["Connection"] = "close"
-    return render_app_error(request, error)
 
 
 async def _unhandled(request: Request, exc: Exception) -> Response:

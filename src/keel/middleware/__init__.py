@@ -1,104 +1,110 @@
-"""Pure ASGI middleware, all wired by `install_middleware` (order matters; see there)."""
+"""Pure ASGI middleware: one module and one class per concern, all in ONE ordered list.
+
+`middleware_stack` is that list, outside in: each entry is one concern or one layer, and
+deleting the entry removes it. Above the list sit the OpenTelemetry server span (only with
+tracing; added by the instrumentor around everything, so the span is current in every layer) and
+Starlette's ServerErrorMiddleware (last resort for a bug in a middleware); below it, the rate
+limiter (`keel.ratelimit`, installed by create_app before this).
+
+Consecutive concerns (`keel.middleware.composed.Concern`: they only watch requests and add
+response headers) run in ONE layer, `ComposedMiddleware`, exactly as if each were its own layer
+in this order (docs/edge.md has what that saves). The layers that answer or rewrite responses
+themselves (CORS preflight, gzip, 413, 500) stay layers, below the concerns, so the responses
+they make still get every concern's headers, metrics and log line.
+"""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from keel.middleware.access_log import AccessLog
 from keel.middleware.body_limit import BodyLimitMiddleware
-from keel.middleware.cache import cache_policy
-from keel.middleware.edge import EdgeMiddleware
+from keel.middleware.cache import CacheHeaders, cache_policy
+from keel.middleware.composed import Concern, as_layers
 from keel.middleware.errors import UnhandledErrorMiddleware
-from keel.middleware.gzip import GZip
+from keel.middleware.gzip import GZipMiddleware
+from keel.middleware.metrics import RequestMetrics
+from keel.middleware.request_id import RequestId
 from keel.middleware.security import SecurityHeaders
 from keel.observability.metrics import Metrics
 from keel.settings import Settings
 
-__all__ = ["cache_policy", "install_middleware"]
+__all__ = ["cache_policy", "install_middleware", "middleware_stack"]
 
 
 def install_middleware(
     app: FastAPI, settings: Settings, *, metrics: Metrics | None, tracing: bool
 ) -> None:
-    """Register every middleware; call after the routers are included.
+    """Register every middleware of `middleware_stack`; call after the routers are included."""
+    stack = middleware_stack(app, settings, metrics=metrics, tracing=tracing)
+    for layer in reversed(as_layers(stack)):  # add_middleware puts each new one outside
+        app.add_middleware(layer.cls, *layer.args, **layer.kwargs)
 
-    `add_middleware` puts each new layer outside the previous ones, so they are added innermost
-    first. The resulting order, outside in (each line says why it is there):
 
-    [OpenTelemetry server span]  only with tracing; added by the instrumentor around everything,
-                                 so the span covers every layer below and is current in them.
-    ServerErrorMiddleware        Starlette's, fixed outermost; last resort for a middleware bug.
-    1. Edge                      ONE layer for the per-request concerns (keel.middleware.edge):
-                                 - request id: bound first and released last, so every response
-                                   below, 413/500/preflight included, echoes X-Request-ID and
-                                   every log line below carries it;
-                                 - access log: sees the final status and the whole duration;
-                                 - metrics: count every response, including those made by the
-                                   layers below;
-                                 - security headers: on every response, errors included;
-                                 - cache headers: on every response (errors: no-store); merges
-                                   gzip's Vary.
-                                 One layer instead of five: one frame and one send wrapper per
-                                 request instead of five (measured in docs/edge.md).
-    2. CORS                      outside the body limit and the error layer, so browsers can
-                                 read their 413 and 500 problem documents.
-    3. GZip + BodyLimit          one layer, one scan of the request headers (two more inside
-                                 gzip, for clients that accept it): when the request
-                                 accepts gzip, Starlette's gzip responder runs around the limit
-                                 (compresses what the limit, the app and the error layer
-                                 produce); then 413 before routing, dependencies
-                                 (authentication) or the body parser run; requests without a
-                                 body pass straight through.
-    4. UnhandledError            innermost, just outside the exception handlers: turns an
-                                 unhandled exception into the 500 problem that still flows out
-                                 through 1-3, and keeps the connection alive.
-
-    CORS, GZip/BodyLimit and UnhandledError stay separate layers: each answers or rewrites
-    responses itself (preflight, compressed body, 413, 500), and those must still pass through
-    the layers above them.
-    """
-    app.add_middleware(UnhandledErrorMiddleware)
-    app.add_middleware(
-        BodyLimitMiddleware,
-        max_body_size=settings.max_body_size,
-        routes=app.router.routes,
-        gzip=GZip(
-            minimum_size=settings.gzip_minimum_size, compresslevel=settings.gzip_compress_level
-        ),
-    )
-    if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_credentials=settings.cors_allow_credentials,
-            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-            allow_headers=[
-                "Authorization",
-                "Content-Type",
-                "If-Match",
-                "If-None-Match",
-                "X-Request-ID",
-            ],
-            expose_headers=["ETag", "Last-Modified", "Retry-After", "X-Request-ID"],
-            max_age=600,
-        )
-    docs_paths = [
-        path
-        for path in (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
-        if path and app.docs_url
-    ]
-    app.add_middleware(
-        EdgeMiddleware,
-        tracing=tracing,
-        access_log=AccessLog(
+def middleware_stack(
+    app: FastAPI, settings: Settings, *, metrics: Metrics | None, tracing: bool
+) -> list[Concern | Middleware | None]:
+    """Every concern and layer, outside in (None: switched off by the settings)."""
+    return [
+        # Outermost concern: every response below echoes X-Request-ID, every log line has it.
+        RequestId(tracing=tracing),
+        # Sees the final status and the whole duration, while the request id is bound.
+        AccessLog(
             skip_paths=settings.access_log_skip_paths,
             skip_sample_rate=settings.access_log_skip_sample_rate,
         ),
-        metrics=metrics,
-        security=SecurityHeaders(
-            docs_paths=docs_paths,
-            hsts_max_age=settings.hsts_max_age if settings.hsts_enabled else None,
+        # Counts every response, those the layers below make included.
+        RequestMetrics(metrics) if metrics is not None else None,
+        # On every response, errors included.
+        SecurityHeaders(docs_paths=_docs_paths(app), hsts_max_age=_hsts_max_age(settings)),
+        # On every response (errors: no-store); outside gzip, so its Vary is merged.
+        CacheHeaders(),
+        # Outside the body limit and the error layer: browsers can read their 413 and 500.
+        _cors(settings),
+        # Compresses what the limit, the app and the error layer produce (when accepted).
+        Middleware(
+            GZipMiddleware,
+            minimum_size=settings.gzip_minimum_size,
+            compresslevel=settings.gzip_compress_level,
         ),
-        cache_headers=True,
+        # 413 before routing, dependencies (authentication) or the body parser run.
+        Middleware(
+            BodyLimitMiddleware, max_body_size=settings.max_body_size, routes=app.router.routes
+        ),
+        # Innermost, just outside the exception handlers: an unhandled exception becomes the
+        # 500 problem that still flows out through everything above; the connection stays.
+        Middleware(UnhandledErrorMiddleware),
+    ]
+
+
+def _docs_paths(app: FastAPI) -> list[str]:
+    if not app.docs_url:
+        return []
+    candidates = (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
+    return [path for path in candidates if path]
+
+
+def _hsts_max_age(settings: Settings) -> int | None:
+    return settings.hsts_max_age if settings.hsts_enabled else None
+
+
+def _cors(settings: Settings) -> Middleware | None:
+    if not settings.cors_origins:
+        return None
+    return Middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_credentials=settings.cors_allow_credentials,
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        allow_headers=[
+            "Authorization",
+            "Content-Type",
+            "If-Match",
+            "If-None-Match",
+            "X-Request-ID",
+        ],
+        expose_headers=["ETag", "Last-Modified", "Retry-After", "X-Request-ID"],
+        max_age=600,
     )

@@ -15,9 +15,13 @@ from typing import Any
 import structlog
 from starlette.types import Scope
 
+from keel.middleware.composed import Concern
+from keel.middleware.route import route_template
 
-class AccessLog:
-    """Called by `keel.middleware.edge.EdgeMiddleware` once the response is complete."""
+
+class AccessLog(Concern):
+    """Written once the response is complete, while the request id is still bound (the request
+    id concern is outside this one), with the final status and the whole duration."""
 
     def __init__(
         self,
@@ -30,21 +34,21 @@ class AccessLog:
         self.skip_sample_rate = skip_sample_rate
         self.logger = logger if logger is not None else structlog.get_logger("keel.access")
 
-    def record(self, scope: Scope, route: str, status: int, seconds: float) -> None:
+    def on_finish(self, scope: Scope, status: int, seconds: float) -> None:
         if (
             scope["path"] not in self.skip_paths
             or status >= 400
             # Health and metrics endpoints: a sample (0.0 = none), but their failures always.
             or (self.skip_sample_rate > 0 and random.random() < self.skip_sample_rate)  # noqa: S311
         ):
-            self._log(scope, route, status, seconds)
+            self._log(scope, status, seconds)
 
-    def _log(self, scope: Scope, route: str, status: int, seconds: float) -> None:
+    def _log(self, scope: Scope, status: int, seconds: float) -> None:
         state = scope.get("state") or {}
         client = scope.get("client")
         fields: dict[str, Any] = {
             "method": scope["method"],
-            "route": route,
+            "route": route_template(scope),
             "path": scope["path"],
             "status": status,
             "duration_ms": round(seconds * 1000, 3),

@@ -13,13 +13,6 @@ Limit: the default (setting `MAX_BODY_SIZE`, 1 MiB), or a route's own `max_body_
 (FastAPI >= 0.165: `@router.post(..., max_body_size=10 * 1024 * 1024)`, or on an APIRouter).
 A 413 closes the connection (`Connection: close`): the unread rest of the body cannot be
 skipped on a keep-alive connection.
-
-GZip: with `gzip=GZip(...)` this layer also decides whether the gzip responder
-(`keel.middleware.gzip`) runs, from the same scan of the request headers (Accept-Encoding), and
-runs it OUTSIDE the limit: a client that accepts gzip gets the responder around the limit,
-exactly as if GZip were the layer above (the 413 and everything below pass through it). One
-layer instead of two: one frame less per request, and no gzip code at all for clients that do
-not accept it.
 """
 
 from __future__ import annotations
@@ -31,8 +24,7 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from keel.api.problems import payload_too_large_response
-from keel.middleware.gzip import GZip, compressing
+from keel.problems import payload_too_large_response
 
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
 
@@ -44,10 +36,8 @@ class BodyLimitMiddleware:
         *,
         max_body_size: int,
         routes: Sequence[BaseRoute] = (),
-        gzip: GZip | None = None,
     ) -> None:
         self.app = app
-        self.gzip = gzip
         self.default = max_body_size
         self._source = routes
         self._routes: list[tuple[RouteContext, int | None]] | None = None
@@ -81,18 +71,11 @@ class BodyLimitMiddleware:
 
         content_length: bytes | None = None
         chunked = False
-        encodings: bytes | None = None
         for name, value in scope["headers"]:
             if name == b"content-length":
                 content_length = value
             elif name == b"transfer-encoding":
                 chunked = b"chunked" in value.lower()
-            elif name == b"accept-encoding" and encodings is None:
-                encodings = value
-
-        if encodings is not None and self.gzip is not None and b"gzip" in encodings:
-            # Everything below, the 413 included, is sent through the gzip responder.
-            send = compressing(send, self.gzip)
         if content_length is None and not chunked and scope["method"] in _BODYLESS_METHODS:
             await self.app(scope, receive, send)
             return

@@ -10,7 +10,8 @@ A route declares its own policy with `openapi_extra=cache_policy("public, max-ag
 s-maxage=300")` (it also shows in the OpenAPI document); it applies to its successful GET/HEAD
 responses. Every storable GET/HEAD response gets `Vary: Authorization, Accept-Encoding`, merged
 with any `Vary` already there, so no shared cache serves one caller's or one encoding's copy to
-another. Applied by `keel.middleware.edge.EdgeMiddleware` to every response start.
+another. This concern runs outside the gzip layer, so gzip's `Vary: Accept-Encoding` is merged
+into, not doubled.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.types import Scope
+
+from keel.middleware.composed import Concern, ResponseHeaders
 
 CACHE_POLICY_KEY = "x-cache-control"
 
@@ -68,34 +71,46 @@ def _merge_vary(current: bytes | None) -> bytes:
 _NO_STORE_HEADERS = ((b"cache-control", NO_STORE),)
 _PRIVATE_HEADERS = ((b"cache-control", PRIVATE), (b"vary", _VARY))
 _REVALIDATE_HEADERS = ((b"cache-control", REVALIDATE), (b"vary", _VARY))
-# The response headers that send a response down `add_cache_headers` instead.
-NAMES = frozenset({b"cache-control", b"vary"})
+# The response headers that, set by the response itself, need merging.
+_NAMES = frozenset({b"cache-control", b"vary"})
+# Request headers that make a read private to its caller.
+_CREDENTIALS = frozenset({b"authorization", b"cookie"})
 
 
-def default_cache_headers(
-    scope: Scope, status: int, credentialed: bool
-) -> tuple[tuple[bytes, bytes], ...]:
-    """The headers for a response that set neither Cache-Control nor Vary itself.
+class CacheHeaders(Concern):
+    def on_response_start(self, scope: Scope, status: int, headers: ResponseHeaders) -> None:
+        # Names are lower-case in ASGI responses (Starlette lowercases them).
+        for name, _ in headers:
+            if name in _NAMES:
+                _merge_cache_headers(headers, scope, status)
+                return
+        # The common case, a response that set neither header: append what was built once.
+        if status >= 400 or scope["method"] not in _READS:
+            headers.extend(_NO_STORE_HEADERS)
+            return
+        declared = _declared(scope)
+        if declared is None:
+            # Inline rather than `_credentialed`: this runs on every read, and the call would
+            # cost about as much as the scan.
+            for name, _ in scope["headers"]:
+                if name in _CREDENTIALS:  # Authorization or Cookie: private to its caller
+                    headers.extend(_PRIVATE_HEADERS)
+                    return
+            headers.extend(_REVALIDATE_HEADERS)
+        elif b"no-store" in declared:
+            headers.append((b"cache-control", declared))
+        else:
+            headers.extend(((b"cache-control", declared), (b"vary", _VARY)))
 
-    `credentialed`: the request carries Authorization or Cookie (the edge layer finds out in
-    the scan of the request headers it makes anyway for X-Request-ID).
-    """
-    if status >= 400 or scope["method"] not in _READS:
-        return _NO_STORE_HEADERS
-    declared = _declared(scope)
-    if declared is not None:
-        if b"no-store" in declared:
-            return ((b"cache-control", declared),)
-        return ((b"cache-control", declared), (b"vary", _VARY))
-    return _PRIVATE_HEADERS if credentialed else _REVALIDATE_HEADERS
+
+def _credentialed(scope: Scope) -> bool:
+    """The request carries Authorization or Cookie."""
+    return any(name in _CREDENTIALS for name, _ in scope["headers"])
 
 
-def add_cache_headers(
-    headers: list[tuple[bytes, bytes]], scope: Scope, status: int, credentialed: bool
-) -> None:
+def _merge_cache_headers(headers: ResponseHeaders, scope: Scope, status: int) -> None:
     """Cache-Control (unless the response set one) and, on storable reads, the merged Vary."""
     cache_control = vary = None
-    # Names are lower-case in ASGI responses (Starlette lowercases them).
     for name, value in headers:
         if name == b"cache-control":
             cache_control = value
@@ -106,15 +121,11 @@ def add_cache_headers(
         if not is_read or status >= 400:
             cache_control = NO_STORE
         else:
-            cache_control = _declared(scope) or (PRIVATE if credentialed else REVALIDATE)
+            cache_control = _declared(scope) or (PRIVATE if _credentialed(scope) else REVALIDATE)
         headers.append((b"cache-control", cache_control))
     if is_read and cache_control is not NO_STORE and b"no-store" not in cache_control:
         if vary is None:
             headers.append((b"vary", _VARY))
-        else:  # rare: merge into the response's own (the last one, if it sent several)
+        else:  # merge into the response's own (the last one, if it sent several)
             at = max(index for index, (name, _) in enumerate(headers) if name == b"vary")
             headers[at] = (b"vary", _merge_vary(vary))
-
-
-# Request headers that make a read private to its caller.
-CREDENTIALS = frozenset({b"authorization", b"cookie"})

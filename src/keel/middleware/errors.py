@@ -4,7 +4,7 @@ Starlette's ServerErrorMiddleware renders its 500 and then re-raises into the se
 then closes the socket, so every other request pipelined or kept alive on that connection fails
 (measured). This layer sits just outside the exception handlers: it logs the traceback with the
 request id bound, records it on the trace span, answers with the generic 500 problem (which
-still passes through every header, metrics and logging layer above it) and returns normally.
+still passes through every header, metrics and logging concern above it) and returns normally.
 
 If the response had already started, nothing can be said to the client any more: the exception
 is re-raised and the server cuts the connection, which is the only honest signal left.
@@ -18,7 +18,7 @@ from opentelemetry.trace import Status, StatusCode
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from keel.api.problems import unhandled_error_response
+from keel.problems import unhandled_error_response
 
 log = structlog.get_logger("keel.errors")
 

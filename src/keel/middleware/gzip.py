@@ -1,9 +1,8 @@
-"""GZip above a size threshold, and no cost at all for clients that do not accept it.
+"""GZip above a size threshold, and next to no cost for clients that do not accept it.
 
-`keel.middleware.body_limit.BodyLimitMiddleware` decides from the scan of the request headers it
-makes anyway whether the request accepts gzip, and only then sends the response through
-`compressing(send, ...)` (around the limit). It compresses as Starlette's `GZipMiddleware`
-does, with the same rules:
+A request whose Accept-Encoding does not name gzip passes through with its own `send`; only
+one that does gets its response sent through the compressing `send`. It compresses as
+Starlette's `GZipMiddleware` does, with the same rules:
 
 * a response that already has a Content-Encoding, a 206, or an excluded media type (already
   compressed formats, event streams) passes untouched;
@@ -27,9 +26,8 @@ from __future__ import annotations
 import asyncio
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
-from starlette.types import Message, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Starlette's defaults: media types that are compressed already, or must not be buffered.
 EXCLUDED_MEDIA_TYPES = frozenset(
@@ -57,12 +55,20 @@ THREAD_MINIMUM_SIZE = 128 * 1024
 _COMPRESSION_THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="keel-gzip")
 
 
-@dataclass(frozen=True)
-class GZip:
-    """GZip settings for `keel.middleware.body_limit.BodyLimitMiddleware`."""
+class GZipMiddleware:
+    def __init__(self, app: ASGIApp, *, minimum_size: int, compresslevel: int) -> None:
+        self.app = app
+        self.minimum_size = minimum_size
+        self.compresslevel = compresslevel
 
-    minimum_size: int
-    compresslevel: int
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for name, value in scope["headers"]:
+                if name == b"accept-encoding":
+                    if b"gzip" in value:
+                        send = _GZipSend(send, self.minimum_size, self.compresslevel).send
+                    break
+        await self.app(scope, receive, send)
 
 
 def _excluded(media_type: bytes) -> bool:
@@ -103,19 +109,15 @@ def _compressed_start(start: Message, body_length: int | None) -> Message:
     return {**start, "headers": headers}
 
 
-def compressing(send: Send, gzip: GZip) -> Send:
-    """`send` for one response to a request that accepts gzip, compressing as described above."""
-    return _GZipSend(send, gzip).send
-
-
 class _GZipSend:
     """One response's `send`: holds the start message until the first body decides."""
 
-    __slots__ = ("_compressor", "_gzip", "_held", "_passthrough", "_send")
+    __slots__ = ("_compresslevel", "_compressor", "_held", "_minimum_size", "_passthrough", "_send")
 
-    def __init__(self, send: Send, gzip: GZip) -> None:
+    def __init__(self, send: Send, minimum_size: int, compresslevel: int) -> None:
         self._send = send
-        self._gzip = gzip
+        self._minimum_size = minimum_size
+        self._compresslevel = compresslevel
         self._held: Message | None = None
         self._passthrough = False
         self._compressor: zlib._Compress | None = None
@@ -145,14 +147,12 @@ class _GZipSend:
         self._held = None
         body: bytes = message.get("body", b"")
         more_body: bool = message.get("more_body", False)
-        if not more_body and (not body or len(body) < self._gzip.minimum_size):
+        if not more_body and (not body or len(body) < self._minimum_size):
             # The common case, one small body; and an empty one (304, 204, HEAD) even with
             # GZIP_MINIMUM_SIZE=0: gzip would turn "no body" into 20 bytes.
             await self._unchanged(start, message)
             return
-        self._compressor = zlib.compressobj(
-            self._gzip.compresslevel, zlib.DEFLATED, 16 + zlib.MAX_WBITS
-        )
+        self._compressor = zlib.compressobj(self._compresslevel, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
         data = await _compress(self._compressor, body, more_body)
         length = None if more_body or start.get("trailers", False) else len(data)
         await self._send(_compressed_start(start, length))

@@ -1,6 +1,6 @@
 """Security headers on every response; a stricter CSP for the API than for the docs pages.
 
-Applied by `keel.middleware.edge.EdgeMiddleware` to every response start, errors included.
+Outside the layers that answer themselves, so errors, 413s and CORS preflights get them too.
 """
 
 from __future__ import annotations
@@ -10,6 +10,9 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from fastapi.openapi.docs import get_swagger_ui_html
+from starlette.types import Scope
+
+from keel.middleware.composed import Concern, ResponseHeaders
 
 # JSON needs no sources at all; nobody may frame it.
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
@@ -67,13 +70,10 @@ def _headers(csp: str, hsts_max_age: int | None) -> list[tuple[bytes, bytes]]:
     return headers
 
 
-class SecurityHeaders:
-    """The header lists, built once; `for_path` (the response set none of `names`, the common
-    case) or `add_to` (it did) runs on every response start.
-
-    A response that already set one of these headers keeps its own (a route may choose its own
-    CSP); every other one is added.
-    """
+class SecurityHeaders(Concern):
+    """The header lists are built once. A response that set none of these headers (the common
+    case) gets its path's list appended as it is; one that already set some keeps its own (a
+    route may choose its own CSP) and gets every other one."""
 
     def __init__(self, *, docs_paths: Iterable[str] = (), hsts_max_age: int | None = None) -> None:
         self.docs_paths = frozenset(docs_paths)
@@ -81,16 +81,16 @@ class SecurityHeaders:
         self.docs_headers = _headers(docs_csp(), hsts_max_age)
         self.names = frozenset(name for name, _ in self.api_headers)
 
-    def for_path(self, path: str) -> list[tuple[bytes, bytes]]:
-        """Every header, for a response that set none of them (checked by the caller)."""
-        return self.docs_headers if path in self.docs_paths else self.api_headers
-
-    def add_to(self, headers: list[tuple[bytes, bytes]], path: str) -> None:
-        extra = self.for_path(path)
+    def on_response_start(self, scope: Scope, status: int, headers: ResponseHeaders) -> None:
         names = self.names
         # Names are lower-case in ASGI responses (Starlette lowercases them).
-        present = [name for name, _ in headers if name in names]
-        if present:
-            headers.extend(item for item in extra if item[0] not in present)
-        else:
-            headers.extend(extra)
+        for name, _ in headers:
+            if name in names:
+                self._merge(headers, scope["path"])
+                return
+        headers.extend(self.docs_headers if scope["path"] in self.docs_paths else self.api_headers)
+
+    def _merge(self, headers: ResponseHeaders, path: str) -> None:
+        present = {name for name, _ in headers if name in self.names}
+        extra = self.docs_headers if path in self.docs_paths else self.api_headers
+        headers.extend(item for item in extra if item[0] not in present)

@@ -22,8 +22,8 @@ from starlette.requests import Request
 from starlette.routing import Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from keel.api.problems import render_app_error
 from keel.errors import TooManyRequests
+from keel.problems import render_app_error
 from keel.ratelimit.limiter import Decision, Limiter, RoutePlan
 from keel.ratelimit.storage import reset_seconds
 

@@ -1,4 +1,4 @@
-"""Small helpers shared by the middleware (pure ASGI, no per-request objects beyond closures)."""
+"""The route label of a request (metrics, access log): its template, never its raw path."""
 
 from __future__ import annotations
 
