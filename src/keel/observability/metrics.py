@@ -94,9 +94,27 @@ class Metrics:
     def __init__(self) -> None:
         self.multiprocess = multiprocess_dir() is not None
         self.registry = CollectorRegistry(auto_describe=True)
-        registry = self.registry
         # First in the registry: whatever collects it (an exposition, a test) sees fresh values.
-        registry.register(_FlushFirst(self))
+        self.registry.register(_FlushFirst(self))
+        self._declare_request_metrics(self.registry)
+        self._declare_pool_metrics(self.registry)
+        self._process: ProcessCollector | None = None
+        if self.multiprocess:
+            self._declare_worker_process_metrics(self.registry)
+        else:
+            for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+                self.registry.register(collector)
+        # Request path: plain Python values, moved into the metrics above by `flush`.
+        self.in_progress = 0
+        # (method, route, status) -> [sum of seconds, count in bucket 0, ..., count in +Inf],
+        # cumulative; the buckets are not cumulative (prometheus-client's own layout).
+        self._requests: dict[tuple[str, str, int], list[float]] = {}
+        self._bounds = (*DURATION_BUCKETS, float("inf"))
+        # What `flush` has already moved, per key, and the prometheus-client values it moves to.
+        self._flushed: dict[tuple[str, str, int], list[float]] = {}
+        self._flush_lock = threading.Lock()
+
+    def _declare_request_metrics(self, registry: CollectorRegistry) -> None:
         self.requests_total = Counter(
             "http_requests",
             "HTTP requests answered, by method, route template and status",
@@ -116,6 +134,8 @@ class Metrics:
             registry=registry,
             multiprocess_mode="livesum",
         )
+
+    def _declare_pool_metrics(self, registry: CollectorRegistry) -> None:
         # asyncpg's pool has no overflow (max_size is a hard cap), so there is no overflow gauge:
         # `db_pool_max_connections` is the ceiling that `db_pool_connections` can reach.
         self.db_pool_connections = Gauge(
@@ -136,39 +156,29 @@ class Metrics:
             registry=registry,
             multiprocess_mode="livesum",
         )
-        self._process: ProcessCollector | None = None
-        if self.multiprocess:
-            self.process_memory = Gauge(
-                "keel_process_resident_memory_bytes",
-                "Resident memory of each worker process",
-                registry=registry,
-                multiprocess_mode="liveall",
-            )
-            self.process_cpu = Gauge(
-                "keel_process_cpu_seconds",
-                "User + system CPU time of each worker process",
-                registry=registry,
-                multiprocess_mode="liveall",
-            )
-            self.process_open_fds = Gauge(
-                "keel_process_open_fds",
-                "Open file descriptors of each worker process",
-                registry=registry,
-                multiprocess_mode="liveall",
-            )
-            self._process = ProcessCollector(registry=None)
-        else:
-            for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
-                registry.register(collector)
-        # Request path: plain Python values, moved into the metrics above by `flush`.
-        self.in_progress = 0
-        # (method, route, status) -> [sum of seconds, count in bucket 0, ..., count in +Inf],
-        # cumulative; the buckets are not cumulative (prometheus-client's own layout).
-        self._requests: dict[tuple[str, str, int], list[float]] = {}
-        self._bounds = (*DURATION_BUCKETS, float("inf"))
-        # What `flush` has already moved, per key, and the prometheus-client values it moves to.
-        self._flushed: dict[tuple[str, str, int], list[float]] = {}
-        self._flush_lock = threading.Lock()
+
+    def _declare_worker_process_metrics(self, registry: CollectorRegistry) -> None:
+        """Per gunicorn worker (multiprocess mode): prometheus-client's process collector
+        only describes the process that serves the scrape."""
+        self.process_memory = Gauge(
+            "keel_process_resident_memory_bytes",
+            "Resident memory of each worker process",
+            registry=registry,
+            multiprocess_mode="liveall",
+        )
+        self.process_cpu = Gauge(
+            "keel_process_cpu_seconds",
+            "User + system CPU time of each worker process",
+            registry=registry,
+            multiprocess_mode="liveall",
+        )
+        self.process_open_fds = Gauge(
+            "keel_process_open_fds",
+            "Open file descriptors of each worker process",
+            registry=registry,
+            multiprocess_mode="liveall",
+        )
+        self._process = ProcessCollector(registry=None)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one answered request (hot path: a dict lookup and three list updates)."""

@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from keel.problems import Problem
 from keel.ratelimit.keys import ClientKey
 from keel.ratelimit.limiter import Limiter, exempt, limit, shared_limit
 from keel.ratelimit.middleware import RateLimitMiddleware, RouteTable
@@ -29,9 +30,6 @@ _HEADER = {"schema": {"type": "integer"}}
 
 
 def too_many_requests_response() -> dict[str, Any]:
-    # Imported here: keel.api.v1's routers import this package for `limit`.
-    from keel.api.v1.openapi import Problem
-
     return {
         "description": "Rate limit exceeded; retry after Retry-After seconds",
         "headers": {

@@ -6,7 +6,7 @@ no authentication and no database transaction. Exempt paths cost one dict lookup
 
 * Allowed: the response gets `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`
   (seconds until the window resets; draft-ietf-httpapi-ratelimit-headers).
-* Refused: 429 problem+json (`keel.errors.TooManyRequests`, rendered by `keel.api.problems`
+* Refused: 429 problem+json (`keel.errors.TooManyRequests`, rendered by `keel.problems`
   like every other error) with `Retry-After` and the same headers.
 """
 

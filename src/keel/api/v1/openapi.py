@@ -4,35 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
-
-class Problem(BaseModel):
-    """RFC 9457 problem details, as rendered by `keel.api.problems`."""
-
-    model_config = ConfigDict(
-        extra="allow",
-        json_schema_extra={
-            "examples": [
-                {
-                    "type": "/problems/not-found",
-                    "title": "Not Found",
-                    "status": 404,
-                    "detail": "Item not found.",
-                    "instance": "/api/v1/items/0b9e2a52-5f1e-4bb4-9a47-7c1f3f0d2c11",
-                    "request_id": "4f3c2b1a0e9d8c7b6a5f4e3d2c1b0a99",
-                }
-            ]
-        },
-    )
-
-    type: str
-    title: str
-    status: int
-    detail: str | None = None
-    instance: str | None = None
-    request_id: str | None = None
-
+from keel.problems import Problem
 
 _PROBLEM_SCHEMA = Problem.model_json_schema()
 _DESCRIPTIONS = {
