@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import enum
+import functools
 import itertools
 import uuid
 from collections.abc import AsyncIterator
@@ -28,7 +29,7 @@ from fastapi import (
     Request,
     Response,
 )
-from pydantic import BaseModel
+from pydantic import BaseModel, Json
 
 from keel.kit.routing import PlannedRoute, include_flat
 
@@ -90,6 +91,15 @@ async def audited(request: Request) -> str:
 
 async def session() -> AsyncIterator[str]:
     yield "session"
+
+
+def sync_value() -> str:
+    return "value"
+
+
+@functools.wraps(sync_value)
+async def wrapped_sync() -> str:  # an async wrapper that looks like the sync function
+    return sync_value()
 
 
 class Body(BaseModel):
@@ -199,6 +209,16 @@ async def generator(value: Annotated[str, Depends(session)]) -> str:
     return value
 
 
+@router.get("/wrapped")
+async def wrapped(value: Annotated[str, Depends(wrapped_sync)]) -> str:
+    return value
+
+
+@router.get("/json")
+async def json_query(q: Annotated[Json[list[int]], Query()]) -> list[int]:
+    return q
+
+
 @router.post("/body/{number}")
 async def body(number: int, payload: Body) -> dict[str, Any]:
     return {"number": number, "name": payload.name}
@@ -213,7 +233,14 @@ PLANNED = {
     "/shapes/plain",  # the router's own dependency
     "/shapes/list",
 }
-LEFT_TO_FASTAPI = {"/bare", "/shapes/sets", "/shapes/generator", "/shapes/body/{number}"}
+LEFT_TO_FASTAPI = {
+    "/bare",
+    "/shapes/sets",
+    "/shapes/generator",
+    "/shapes/body/{number}",
+    "/shapes/wrapped",
+    "/shapes/json",
+}
 
 UUID = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
@@ -262,6 +289,9 @@ REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
     ("GET", "/shapes/list", {"headers": {"tags": ""}}),
     ("GET", "/shapes/sets?ids=3&ids=1&ids=3", {}),
     ("GET", "/shapes/generator", {}),
+    ("GET", "/shapes/wrapped", {}),
+    ("GET", "/shapes/json?q=[1,2]", {}),
+    ("GET", "/shapes/json?q=nope", {}),
     ("POST", "/shapes/body/4", {"json": {"name": "n"}}),
     ("POST", "/shapes/body/x", {"json": {"nom": "n"}}),
 ]
@@ -305,6 +335,31 @@ def test_the_shapes_are_planned_or_left_to_fastapi_as_intended() -> None:
 async def test_every_answer_is_fastapis(method: str, url: str, options: dict[str, Any]) -> None:
     expected = await answer(fastapi_app(), method, url, options)
     assert await answer(flat_app(), method, url, options) == expected
+
+
+async def test_validation_errors_name_the_endpoint() -> None:
+    (route,) = [r for r in flat_app().routes if getattr(r, "path", "") == "/v/shapes/required"]
+    assert isinstance(route, PlannedRoute)
+    assert route.plan is not None
+    assert route.plan.endpoint_context["function"] == "required"
+    assert route.plan.endpoint_context["file"] == __file__
+
+
+async def test_an_override_elsewhere_leaves_the_plan_in_charge() -> None:
+    """Only a route that calls an overridden dependency is solved by FastAPI meanwhile."""
+    app = flat_app()
+
+    async def other() -> str:
+        return "other"
+
+    app.dependency_overrides[session] = other
+    (route,) = [r for r in app.routes if getattr(r, "path", "") == "/v/shapes/dependencies"]
+    assert isinstance(route, PlannedRoute)
+    assert route.plan is not None
+    assert session not in route.plan.calls
+    assert tenant in route.plan.calls
+    assert (await answer(app, "GET", "/shapes/generator", {}))[1] == "other"
+    assert (await answer(app, "GET", "/shapes/dependencies", {}))[0] == 422
 
 
 async def test_dependency_overrides_reach_planned_routes() -> None:

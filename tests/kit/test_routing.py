@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
@@ -181,3 +182,60 @@ def test_a_router_with_other_routes_is_included_as_fastapi_includes_it() -> None
 
     assert described(flat) == described(ordinary)
     assert not any(isinstance(route, PlannedRoute) for route in flat.routes)
+
+
+class StampedRoute(APIRoute):
+    """The FastAPI idiom of a custom route class: a header on every answer."""
+
+    def get_route_handler(self) -> Any:
+        handler = super().get_route_handler()
+
+        async def stamped(request: Request) -> Any:
+            response = await handler(request)
+            response.headers["X-Stamped"] = "yes"
+            return response
+
+        return stamped
+
+
+async def test_a_custom_route_class_is_kept() -> None:
+    router = APIRouter(prefix="/custom", route_class=StampedRoute)
+
+    @router.get("/one")
+    async def one(count: Annotated[int, Depends(counter)]) -> dict[str, int]:
+        return {"count": count}
+
+    app = FastAPI()
+    include_flat(app, router)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.get("/custom/one")
+    assert response.headers["x-stamped"] == "yes"
+    assert not any(isinstance(route, PlannedRoute) for route in app.routes)
+
+
+def test_frontend_routes_keep_the_router_nested(tmp_path: Path) -> None:
+    (tmp_path / "index.html").write_text("<p>app</p>")
+    router = APIRouter(prefix="/site")
+    router.frontend("/", directory=tmp_path, check_dir=True)
+
+    @router.get("/api")
+    async def api() -> dict[str, str]:
+        return {"api": "yes"}
+
+    flat = FastAPI()
+    include_flat(flat, router)
+    assert not any(isinstance(route, PlannedRoute) for route in flat.routes)
+
+
+def test_form_limits_given_to_the_inclusion_are_carried() -> None:
+    router = APIRouter(prefix="/forms")
+
+    @router.post("/upload")
+    async def upload() -> dict[str, str]:
+        return {}
+
+    app = FastAPI()
+    include_flat(app, router, form_limits={"max_files": 3})
+    (route,) = [route for route in app.routes if isinstance(route, PlannedRoute)]
+    assert route.form_limits["max_files"] == 3

@@ -20,23 +20,26 @@ both solvers on every supported shape).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import decimal
 import enum
+import functools
 import inspect
 import types
 import typing
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from copy import deepcopy
 from dataclasses import dataclass
 from typing import Any
 
+import fastapi
 from fastapi import params
 from fastapi.dependencies.models import Dependant
 from fastapi.dependencies.utils import get_validation_alias
 from fastapi.exceptions import RequestValidationError
-from pydantic import AliasChoices, AliasPath
+from pydantic import AliasChoices, AliasPath, Json
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -134,6 +137,8 @@ def _parameter(field: Any, location: str) -> _Parameter:
     info = field.field_info
     if isinstance(info.validation_alias, (AliasChoices, AliasPath)) or field.config:
         raise _Unsupported(f"{field.name}: alias choices")
+    if any(item is Json or type(item) is Json for item in info.metadata):
+        raise _Unsupported(f"{field.name}: a Json parameter")
     many = location in ("query", "header") and _list_of_scalars(info.annotation)
     if not (many or _is_scalar(info.annotation)):
         raise _Unsupported(f"{field.name}: {info.annotation!r} is not a scalar")
@@ -162,6 +167,27 @@ def _parameters(dependant: Dependant) -> tuple[_Parameter, ...]:
     return tuple(_parameter(field, location) for location, fields in groups for field in fields)
 
 
+# What a dependant may hold for a plan to reproduce FastAPI 0.165's solver. A FastAPI release that
+# adds a field, or another version altogether, is left to FastAPI until tests/kit passes on it
+# and the version is added here.
+_KNOWN_FIELDS = frozenset(
+    {
+        *("path_params", "query_params", "header_params", "cookie_params", "body_params"),
+        *("dependencies", "name", "call", "request_param_name", "websocket_param_name"),
+        *("http_connection_param_name", "response_param_name", "background_tasks_param_name"),
+        *("security_scopes_param_name", "own_oauth_scopes", "parent_oauth_scopes", "use_cache"),
+        *("path", "scope", "concurrency"),
+    }
+)
+TESTED_FASTAPI = ("0.165.",)
+
+
+def planning_applies() -> bool:
+    """True on the FastAPI this module was tested against (tests/kit), with its Dependant."""
+    fields = {field.name for field in dataclasses.fields(Dependant)}
+    return fastapi.__version__.startswith(TESTED_FASTAPI) and fields == _KNOWN_FIELDS
+
+
 def _check_supported(dependant: Dependant) -> None:
     unsupported = {
         "body": dependant.body_params,
@@ -179,8 +205,11 @@ def _check_supported(dependant: Dependant) -> None:
 
 def _calling_convention(call: Callable[..., Any]) -> bool:
     """True to await the call, False to run it in the thread pool (FastAPI's rule for a
-    function or a class); generators and anything unusual are FastAPI's."""
-    target = inspect.unwrap(call)
+    function or a class); generators, wrapped or partial callables and anything else unusual
+    are FastAPI's (its rules look through wrappers in ways a plan need not copy)."""
+    target = call
+    if inspect.unwrap(call) is not call or isinstance(call, functools.partial):
+        raise _Unsupported(f"wrapped callable {call!r}")
     if isinstance(target, types.FunctionType | types.MethodType):
         if inspect.isgeneratorfunction(target) or inspect.isasyncgenfunction(target):
             raise _Unsupported("generator dependency")
@@ -277,19 +306,21 @@ class DependencyPlan:
     """The endpoint's keyword arguments for one request, or a RequestValidationError."""
 
     root: _Node
+    calls: frozenset[Any]  # every dependency it calls: an override of one of them is FastAPI's
+    endpoint_context: dict[str, Any]  # where the endpoint is, for validation errors
 
     async def solve(self, request: Request, response: Response) -> dict[str, Any]:
         errors: list[Any] = []
         values = await self.root.solve_values(request, response, {}, errors)
         if errors:
-            raise RequestValidationError(errors)
+            raise RequestValidationError(errors, endpoint_ctx=self.endpoint_context)  # type: ignore[arg-type]
         return values
 
 
 def compile_plan(dependant: Dependant) -> DependencyPlan | None:
     """The plan for an endpoint's dependant, or None when FastAPI must solve it itself (or
     there is nothing to solve)."""
-    if not _has_inputs(dependant):
+    if not _has_inputs(dependant) or not planning_applies():
         return None
     try:
         root = _node(dependant)
@@ -297,7 +328,25 @@ def compile_plan(dependant: Dependant) -> DependencyPlan | None:
         return None
     if not root.awaited:
         return None  # a sync endpoint runs in FastAPI's thread pool path
-    return DependencyPlan(root)
+    return DependencyPlan(root, frozenset(_calls(root.dependencies)), _where(root.call))
+
+
+def _calls(nodes: Sequence[_Node]) -> Iterator[Any]:
+    for node in nodes:
+        yield node.call
+        yield from _calls(node.dependencies)
+
+
+def _where(endpoint: Callable[..., Any]) -> dict[str, Any]:
+    """What FastAPI tells of an endpoint in a validation error: its file, line and name."""
+    try:
+        return {
+            "file": inspect.getsourcefile(endpoint),
+            "line": inspect.getsourcelines(endpoint)[1],
+            "function": endpoint.__name__,
+        }
+    except (OSError, TypeError):
+        return {"function": getattr(endpoint, "__name__", repr(endpoint))}
 
 
 def _has_inputs(dependant: Dependant) -> bool:

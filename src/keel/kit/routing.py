@@ -9,11 +9,14 @@ request that reaches them; flat routes are matched in one scan (docs/performance
 
 The routes are `PlannedRoute`s: FastAPI's `APIRoute`, whose dependencies are solved by a plan
 compiled once (`keel.kit.dependency_plan`) whenever the plan can reproduce FastAPI exactly, and
-by FastAPI's own solver otherwise, or while `app.dependency_overrides` holds anything (tests).
+by FastAPI's own solver otherwise, and while `app.dependency_overrides` replaces one of the
+route's dependencies (tests).
 
-Routers holding anything other than API routes (websockets, mounts) are included as FastAPI
-includes them. Form limits declared on a router nested inside the one passed here are not
-carried over: include such a router with its own `include_flat` call.
+Included as FastAPI includes them (nested), because a flat copy would lose something: routers
+holding anything but plain `APIRoute`s (websockets, mounts, a custom `route_class`, frontend
+routes). Also not carried over: form limits declared on a router nested inside the one passed
+here (include such a router with its own `include_flat` call), and routes added to a router
+after it was included (FastAPI would pick those up; include the router once it is complete).
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ class PlannedRoute(APIRoute):
         overrides = self.dependency_overrides_provider
 
         async def handle(request: Request) -> Response:
-            if overrides is not None and overrides.dependency_overrides:
+            replaced = overrides.dependency_overrides if overrides is not None else None
+            if replaced and not plan.calls.isdisjoint(replaced):
                 return await fastapi_handler(request)
             return await planned_handler(request)
 
@@ -66,6 +70,13 @@ class PlannedRoute(APIRoute):
         async def planned_endpoint(request: Request, response: Response) -> Any:
             return await endpoint(**await plan.solve(request, response))
 
+        # Named as the endpoint in FastAPI's errors (not `__wrapped__`: FastAPI would then read
+        # the endpoint's signature and solve its parameters itself).
+        planned_endpoint.__name__ = getattr(endpoint, "__name__", planned_endpoint.__name__)
+        planned_endpoint.__qualname__ = getattr(
+            endpoint, "__qualname__", endpoint.__class__.__name__
+        )
+
         declared = self.dependant
         self.dependant = get_dependant(path=self.path_format, call=planned_endpoint)
         try:
@@ -79,11 +90,19 @@ def include_flat(app: FastAPI, router: APIRouter, **include_options: Any) -> Non
     app.include_router(router, **include_options)
     included = app.router.routes.pop()
     contexts = list(iter_route_contexts([included]))
-    if not all(isinstance(context.original_route, APIRoute) for context in contexts):
+    if _has_frontend(included) or not all(type(c.original_route) is APIRoute for c in contexts):
         app.router.routes.append(included)
         return
+    limits = {**(include_options.get("form_limits") or {}), **router.form_limits}
     for context in contexts:
-        app.router.routes.append(_flat_route(context, router))
+        app.router.routes.append(_flat_route(context, limits))
+
+
+def _has_frontend(included: Any) -> bool:
+    """Frontend routes (`router.frontend(...)`, in this router or one it includes) are matched
+    after every other route, outside the route table `iter_route_contexts` walks."""
+    low_priority = getattr(included, "effective_low_priority_routes", None)
+    return low_priority is not None and bool(low_priority())
 
 
 def route_arguments(context: RouteContext) -> dict[str, Any]:
@@ -95,12 +114,12 @@ def route_arguments(context: RouteContext) -> dict[str, Any]:
     return {name: getattr(context, name) for name in sorted(names)}
 
 
-def _flat_route(context: RouteContext, router: APIRouter) -> PlannedRoute:
+def _flat_route(context: RouteContext, router_limits: dict[str, Any]) -> PlannedRoute:
     original = context.original_route
     assert isinstance(original, APIRoute)
     assert context.path is not None
     assert context.endpoint is not None
-    form_limits = {**router.form_limits, **(original.form_limits or {})}
+    form_limits = {**router_limits, **(original.form_limits or {})}
     return PlannedRoute(
         context.path,
         context.endpoint,
