@@ -8,11 +8,13 @@ endpoint declares its parameters does not matter. An endpoint that ends before t
 database (a refusal, a cached answer) costs no BEGIN, no COMMIT and no connection.
 
 It commits when the endpoint returns, before the response is sent (the dependency's
-`scope="function"`), and rolls back when the endpoint raises.
+`scope="function"`), and rolls back when the endpoint raises. Used after that (from a
+background task, say) it raises instead of opening a transaction nothing would end.
 """
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any
@@ -29,14 +31,20 @@ class RequestTransaction:
         self._database = database
         self._transaction: AbstractAsyncContextManager[asyncpg.Connection] | None = None
         self._connection: asyncpg.Connection | None = None
+        self._beginning = asyncio.Lock()  # two first statements at once begin it once
+        self._ended = False
 
     async def connection(self) -> asyncpg.Connection:
         """The transaction's connection, beginning the transaction on first use (for what the
         methods below do not cover: COPY, cursors, prepared statements)."""
         if self._connection is None:
-            transaction = self._database.transaction()
-            self._connection = await transaction.__aenter__()
-            self._transaction = transaction
+            async with self._beginning:
+                if self._ended:
+                    raise RuntimeError("the request's transaction has ended")
+                if self._connection is None:
+                    transaction = self._database.transaction()
+                    self._connection = await transaction.__aenter__()
+                    self._transaction = transaction
         return self._connection
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
@@ -67,6 +75,7 @@ class RequestTransaction:
         traceback: TracebackType | None,
     ) -> None:
         """Commit (or, after an error, roll back) if a statement began the transaction."""
+        self._ended = True
         transaction, self._transaction, self._connection = self._transaction, None, None
         if transaction is not None:
             await transaction.__aexit__(kind, error, traceback)
