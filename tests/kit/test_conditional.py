@@ -55,6 +55,7 @@ SINCE = SAME_SECOND.decode()
         (None, "not a date", False),  # ignored
         (None, "Mon, 01 Jan 99999999999 00:00:00 GMT", False),  # overflow
         ('"other"', SINCE, False),  # If-None-Match wins
+        ("", SINCE, False),  # even empty: If-Modified-Since is then ignored
     ],
 )
 def test_not_modified(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 
 import asyncpg
 import pytest
@@ -19,6 +20,8 @@ class Entry(BaseModel):
     owner: str
     title: str
     created_at: datetime
+    day: date
+    amount: Decimal
 
 
 entries = Table("entries", Entry)
@@ -36,13 +39,15 @@ async def db(db_connection: asyncpg.Connection) -> asyncpg.Connection:
         """
         CREATE TEMPORARY TABLE entries (
             id uuid PRIMARY KEY DEFAULT gen_random_uuid(), owner text NOT NULL,
-            title text NOT NULL, created_at timestamptz NOT NULL
+            title text NOT NULL, created_at timestamptz NOT NULL, day date NOT NULL,
+            amount numeric NOT NULL
         ) ON COMMIT DROP;
-        INSERT INTO entries (owner, title, created_at)
-        SELECT 'a', 'title ' || (n % 4), timestamptz '2026-01-01' + (n % 3) * interval '1 hour'
+        INSERT INTO entries (owner, title, created_at, day, amount)
+        SELECT 'a', 'title ' || (n % 4), timestamptz '2026-01-01' + (n % 3) * interval '1 hour',
+               date '2026-01-01' + (n % 5), (n % 3) * 1.25
         FROM generate_series(1, 10) AS n;
-        INSERT INTO entries (owner, title, created_at)
-        VALUES ('b', 'x', now()), ('b', 'y', now());
+        INSERT INTO entries (owner, title, created_at, day, amount)
+        VALUES ('b', 'x', now(), current_date, 1), ('b', 'y', now(), current_date, 2);
         """
     )
     return db_connection
@@ -62,7 +67,9 @@ async def walk(db: asyncpg.Connection, sort: str, owner: str = "a") -> list[Entr
         cursor = found.next_cursor
 
 
-@pytest.mark.parametrize("sort", ["title", "-title", "created_at", "-created_at"])
+@pytest.mark.parametrize(
+    "sort", ["title", "-title", "created_at", "-created_at", "day", "-day", "amount", "-amount"]
+)
 async def test_pages_cover_every_row_once_in_order(db: asyncpg.Connection, sort: str) -> None:
     seen = await walk(db, sort)
     column = sort.removeprefix("-")
@@ -79,6 +86,12 @@ def test_the_page_size_defaults_and_is_capped() -> None:
     assert page(None).limit == 3
     assert page(100).limit == 5
     assert page(0).limit == 1
+    assert "s" * 32 not in repr(page())  # the signing key stays out of logs and tracebacks
+
+
+async def test_only_a_column_of_the_table_sorts(db: asyncpg.Connection) -> None:
+    with pytest.raises(ValueError, match="no column 'title; DROP TABLE entries'"):
+        await fetch_page(entries, db, page(), "true", sort="title; DROP TABLE entries")
 
 
 async def test_a_cursor_only_continues_its_own_listing(db: asyncpg.Connection) -> None:

@@ -104,3 +104,24 @@ async def test_dataclass_rows(db: asyncpg.Connection) -> None:
     assert created == NoteRow(created.id, "plain")
     sql = rows.select_sql("body = $1")
     assert await rows.fetch_all(db, sql, "plain") == [created]
+
+
+class Order(BaseModel):
+    id: uuid.UUID
+    order: int  # a reserved word
+    userId: str
+
+
+def test_reserved_and_mixed_case_names_are_quoted() -> None:
+    orders = Table("user", Order)
+    assert orders.select_sql("true") == 'SELECT id, "order", "userId" FROM "user" WHERE true'
+    assert orders.update_sql(("order",), "id = $1", 2) == (
+        'UPDATE "user" SET "order" = $2 WHERE id = $1 RETURNING id, "order", "userId"'
+    )
+
+
+def test_a_column_every_statement_sets_cannot_be_given_too() -> None:
+    with pytest.raises(ValueError, match="set by every statement"):
+        notes.insert_sql(("body", "created_at"))
+    with pytest.raises(ValueError, match="set by every statement"):
+        notes.update_sql(("version",), "id = $1", 2)

@@ -9,7 +9,9 @@ version changes on every write, so equal ETags mean identical representations.
   over `If-Modified-Since`, as RFC 9110 requires.
 * Writes: `expected_versions(if_match, id)` turns `If-Match` (strong comparison, `*` allowed)
   into the versions the write may apply to; the repository checks them in the statement's
-  WHERE, atomically, and the service answers 412 when the row exists but did not match.
+  WHERE, atomically, and the service answers 412 when the row exists but did not match (404
+  when it does not exist for the caller, `If-Match: *` included: Keel does not tell a missing
+  resource from an invisible one).
 
 Cache-Control is the edge's default policy (`private, no-cache` on authenticated reads:
 caches revalidate with these validators; `no-store` on writes).
@@ -119,8 +121,9 @@ def answer_read(
 def is_not_modified(
     resource: Versioned, if_none_match: str | None, if_modified_since: str | None
 ) -> bool:
-    """True when the client's copy is current; an invalid date is ignored (RFC 9110 13.1.3)."""
-    if if_none_match:
+    """True when the client's copy is current. If-None-Match, even empty, decides alone; an
+    invalid date is ignored (RFC 9110 13.1.3)."""
+    if if_none_match is not None:
         current = etag(resource)
         return any(
             tag in ("*", current) or tag.removeprefix("W/") == current

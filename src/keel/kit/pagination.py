@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime
 import hashlib
 import hmac
-import typing
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import orjson
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from keel.db.database import Reader
 from keel.errors import BadRequest
@@ -58,7 +55,7 @@ class PageRequest:
 
     limit: int
     cursor: str | None
-    secret: bytes  # signs and checks cursors
+    secret: bytes = field(repr=False)  # signs and checks cursors (SECRET_KEY: never in a log)
 
     @classmethod
     def of(
@@ -93,8 +90,11 @@ async def fetch_page(
     table: Table[Row], db: Reader, page: PageRequest, where: str, *args: Any, sort: str
 ) -> Slice[Row]:
     """One page of `table`'s rows matching `where` (parameters `$1...` are `args`), in `sort`
-    order; one statement, whatever the page size."""
+    order; one statement, whatever the page size. The sort column must be one of the table's
+    columns and NOT NULL (a row comparison with NULL matches nothing)."""
     order = Order.parse(sort)
+    if order.column not in table.columns:
+        raise ValueError(f"{table.name} has no column {order.column!r} to sort by")
     scope = _scope(table, where, args, order)
     conditions, parameters = where, [*args]
     if page.cursor is not None:
@@ -116,22 +116,12 @@ def _scope(table: Table[Any], where: str, args: Sequence[Any], order: Order) -> 
 
 
 def _typed_key(table: Table[Any], order: Order, key: list[Any]) -> list[Any]:
-    """The cursor's JSON values back as the column types (a datetime, a UUID ...)."""
-    hints = typing.get_type_hints(table.row)
+    """The cursor's JSON values back as the column types (a datetime, a UUID, a date ...)."""
     try:
-        return [_parse(hints[order.column], key[0]), _parse(hints["id"], key[1])]
-    except (KeyError, TypeError, ValueError) as error:
+        value = table.column_type(order.column).validate_python(key[0])
+        return [value, table.column_type("id").validate_python(key[1])]
+    except ValidationError as error:
         raise BadRequest(INVALID_CURSOR) from error
-
-
-def _parse(annotation: Any, value: Any) -> Any:
-    if annotation is datetime.datetime:
-        return datetime.datetime.fromisoformat(value)
-    if annotation is uuid.UUID:
-        return uuid.UUID(value)
-    if isinstance(value, annotation):
-        return value
-    raise TypeError(f"{value!r} is not a {annotation!r}")
 
 
 def _b64(data: bytes) -> str:
@@ -147,7 +137,8 @@ def _mac(page: PageRequest, payload: bytes) -> bytes:
 
 
 def _encode(page: PageRequest, scope: str, key: list[Any]) -> str:
-    payload = orjson.dumps({"s": scope, "k": key}, default=str)  # asyncpg UUIDs: text
+    # default=str: what orjson cannot write itself (asyncpg's UUIDs, Decimal) goes as text.
+    payload = orjson.dumps({"s": scope, "k": key}, default=str)
     return f"{_b64(payload)}.{_b64(_mac(page, payload))}"
 
 

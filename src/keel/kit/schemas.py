@@ -4,8 +4,10 @@
   was a 500); as a `pattern` the rule is in the published schema too. A required label:
   `Annotated[str, Field(min_length=1, max_length=200, pattern=NOT_BLANK), STRIP]`.
 - `InputModel`: the base of request bodies. Unknown fields are refused (`id`, `owner_id`,
-  `is_admin` sent by a client are a 422, never stored) and values are not coerced (`"done": 1`
-  is a 422, not `true`).
+  `is_admin` sent by a client are a 422, never stored). Values are validated as JSON sends
+  them: a date, a UUID, a decimal arrive as text and are parsed; declare booleans and numbers
+  `StrictBool` / `StrictInt` / `StrictFloat` so that `"done": 1` or `"count": "5"` is a 422,
+  not a guess.
 - `PartialUpdate`: a PATCH body. Only the fields sent change, at least one must be sent, and
   fields in `not_null` may be left out but not sent as null.
 """
@@ -28,9 +30,11 @@ STRIP = AfterValidator(str.strip)
 
 
 class InputModel(BaseModel):
-    """Base of request bodies: unknown fields refused, values not coerced."""
+    """Base of request bodies: unknown fields refused (booleans and numbers: the Strict types)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    # Not strict=True: FastAPI validates the parsed JSON as Python objects, and strict mode would
+    # then refuse a date or a UUID given as text, which is the only way JSON can send one.
+    model_config = ConfigDict(extra="forbid")
 
 
 class PartialUpdate(InputModel):

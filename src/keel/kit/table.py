@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
+from sqlalchemy.dialects import postgresql
 
 from keel.db.database import Reader, Writer
 
@@ -34,6 +36,16 @@ Row = TypeVar("Row")
 TIMESTAMPS = {"created_at": "clock_timestamp()", "updated_at": "clock_timestamp()"}
 TOUCH = {"updated_at": "clock_timestamp()"}
 NEXT_VERSION = {"version": "version + 1"}
+
+
+# PostgreSQL's quoting, as in the schema SQLAlchemy creates: `"order"`, `"userId"`; plain
+# lower-case names stay as they are.
+_QUOTING = postgresql.dialect().identifier_preparer  # type: ignore[no-untyped-call]
+
+
+def _quoted(name: str) -> str:
+    quoted: str = _QUOTING.quote(name)
+    return quoted
 
 
 def _fields(row: type[Any]) -> tuple[str, ...]:
@@ -63,12 +75,23 @@ class Table(Generic[Row]):
         self._validate: Callable[[dict[str, Any]], Row] | None = (
             row.model_validate if issubclass(row, BaseModel) else None
         )
-        self.column_list = ", ".join(self.columns)
+        self.column_list = ", ".join(map(_quoted, self.columns))
+        self._name = _quoted(name)
         self.on_insert = dict(on_insert or {})
         self.on_update = dict(on_update or {})
         # Built per instance: a method cache on the class would keep every table alive.
+        self._column_types: dict[str, TypeAdapter[Any]] = {}
         self.insert_sql = functools.cache(self._insert_sql)
         self.update_sql = functools.cache(self._update_sql)
+
+    def column_type(self, column: str) -> TypeAdapter[Any]:
+        """A validator of the column's values from their JSON form (a datetime from ISO text):
+        what a cursor holds of a row comes back through it."""
+        adapter = self._column_types.get(column)
+        if adapter is None:
+            hint = typing.get_type_hints(self.row)[column]
+            adapter = self._column_types[column] = TypeAdapter(hint)
+        return adapter
 
     def to_row(self, record: Sequence[Any]) -> Row:
         """A row read with `column_list` (its values in the model's field order)."""
@@ -77,7 +100,7 @@ class Table(Generic[Row]):
         return self.row(*record)
 
     def select_sql(self, where: str, *, order_by: str = "", limit: str = "") -> str:
-        sql = f"SELECT {self.column_list} FROM {self.name} WHERE {where}"  # noqa: S608
+        sql = f"SELECT {self.column_list} FROM {self._name} WHERE {where}"  # noqa: S608
         if order_by:
             sql += f" ORDER BY {order_by}"
         if limit:
@@ -85,34 +108,37 @@ class Table(Generic[Row]):
         return sql
 
     def delete_sql(self, where: str) -> str:
-        return f"DELETE FROM {self.name} WHERE {where} RETURNING {self.column_list}"  # noqa: S608
+        return f"DELETE FROM {self._name} WHERE {where} RETURNING {self.column_list}"  # noqa: S608
 
     def _insert_sql(self, names: tuple[str, ...]) -> str:
-        self._check(names)
+        self._check(names, self.on_insert)
         placeholders = [f"${number}" for number in range(1, len(names) + 1)]
-        columns = [*names, *self.on_insert]
+        columns = [*map(_quoted, names), *map(_quoted, self.on_insert)]
         expressions = [*placeholders, *self.on_insert.values()]
         return (
-            f"INSERT INTO {self.name} ({', '.join(columns)}) "  # noqa: S608
+            f"INSERT INTO {self._name} ({', '.join(columns)}) "  # noqa: S608
             f"VALUES ({', '.join(expressions)}) RETURNING {self.column_list}"
         )
 
     def _update_sql(self, names: tuple[str, ...], where: str, first: int) -> str:
         """`SET` the given columns from `$first` on, plus `on_update`; `where` uses `$1...`."""
-        self._check(names)
-        assignments = [f"{name} = ${number}" for number, name in enumerate(names, first)]
-        assignments += [f"{name} = {expression}" for name, expression in self.on_update.items()]
+        self._check(names, self.on_update)
+        assignments = [f"{_quoted(name)} = ${n}" for n, name in enumerate(names, first)]
+        assignments += [f"{_quoted(name)} = {sql}" for name, sql in self.on_update.items()]
         return (
-            f"UPDATE {self.name} SET {', '.join(assignments)} "  # noqa: S608
+            f"UPDATE {self._name} SET {', '.join(assignments)} "  # noqa: S608
             f"WHERE {where} RETURNING {self.column_list}"
         )
 
-    def _check(self, names: tuple[str, ...]) -> None:
+    def _check(self, names: tuple[str, ...], generated: Mapping[str, str]) -> None:
         """Columns written may be ones no statement reads back (a secret, a password hash), so
-        they are checked to be plain identifiers, never quoted or composite text."""
+        they are checked to be plain identifiers (then quoted where SQL needs it, as SQLAlchemy
+        does for the schema), and not ones the statement sets itself."""
         invalid = [name for name in names if not name.isidentifier()]
         if invalid or not names:
             raise ValueError(f"{self.name}: not column names: {invalid or '()'}")
+        if clash := set(names) & set(generated):
+            raise ValueError(f"{self.name}: set by every statement already: {sorted(clash)}")
 
     async def fetch_one(self, db: Reader, where: str, *args: Any) -> Row | None:
         record = await db.fetchrow(self.select_sql(where), *args)
