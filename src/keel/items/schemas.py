@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from keel.kit.schemas import NO_NUL, NOT_BLANK, STRIP, InputModel, PartialUpdate
 
@@ -27,7 +27,7 @@ class ItemCreate(InputModel):
 
     title: Title
     description: Description | None = None
-    done: bool = False
+    done: StrictBool = False  # `1` or `"true"` is a 422, not true
 
 
 class ItemUpdate(PartialUpdate):
@@ -38,7 +38,7 @@ class ItemUpdate(PartialUpdate):
 
     title: Title | None = None
     description: Description | None = None
-    done: bool | None = None
+    done: StrictBool | None = None
 
 
 class ItemRead(BaseModel):

@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
-from keel.db.schema import metadata, timestamps, uuid_primary_key
+from keel.db.schema import metadata, owner_id, timestamps, uuid_primary_key
 
 items = sa.Table(
     "items",
     metadata,
     uuid_primary_key(),
-    # Indexed through the composite indexes below, whose first column it is.
-    sa.Column(
-        "owner_id",
-        postgresql.UUID(as_uuid=True),
-        sa.ForeignKey("users.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    owner_id(),
     sa.Column("title", sa.String(200), nullable=False),
     sa.Column("description", sa.Text, nullable=True),
     sa.Column("done", sa.Boolean, nullable=False, server_default=sa.false()),

@@ -16,6 +16,7 @@ import asyncpg
 
 from keel.kit.pagination import PageRequest, Slice, fetch_page
 from keel.kit.table import TIMESTAMPS, TOUCH, Table
+from keel.webhooks.schemas import EndpointRead
 
 # LISTEN/NOTIFY channel: a committed outbox row wakes the relay at once (the notification is
 # only delivered if the transaction commits).
@@ -30,20 +31,10 @@ def delivery_job_id(delivery_id: uuid.UUID, enqueue_count: int) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Endpoint:
-    id: uuid.UUID
-    owner_id: uuid.UUID
-    url: str
-    events: list[str]
-    description: str | None
-    is_active: bool
-    created_at: datetime
-    updated_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
 class EndpointSecret:
-    endpoint: Endpoint
+    """An endpoint and its signing secret, which no read of the endpoint returns."""
+
+    endpoint: EndpointRead
     secret: str
 
 
@@ -95,7 +86,8 @@ class Claimed:
     request_id: str | None
 
 
-endpoints = Table("webhook_endpoints", Endpoint, on_insert=TIMESTAMPS, on_update=TOUCH)
+# An endpoint as the API shows it; its secrets are written and read by their own statements.
+endpoints = Table("webhook_endpoints", EndpointRead, on_insert=TIMESTAMPS, on_update=TOUCH)
 deliveries = Table("webhook_deliveries", Delivery)
 NEWEST = "-created_at"
 _DELIVERY_D = ", ".join(f"d.{column}" for column in deliveries.columns)
@@ -108,20 +100,20 @@ async def insert_endpoint(
     events: list[str],
     description: str | None,
     secret: str,
-) -> Endpoint:
+) -> EndpointRead:
     values = {"owner_id": owner_id, "url": url, "events": events, "description": description}
     return await endpoints.insert(db, {**values, "secret": secret})
 
 
 async def get_endpoint(
     db: asyncpg.Connection, endpoint_id: uuid.UUID, owner_id: uuid.UUID
-) -> Endpoint | None:
+) -> EndpointRead | None:
     return await endpoints.fetch_one(db, "id = $1 AND owner_id = $2", endpoint_id, owner_id)
 
 
 async def list_endpoints(
     db: asyncpg.Connection, owner_id: uuid.UUID, page: PageRequest
-) -> Slice[Endpoint]:
+) -> Slice[EndpointRead]:
     """Newest first; keyset on (created_at, id) over ix_webhook_endpoints_owner_id_created_at_id."""
     return await fetch_page(endpoints, db, page, "owner_id = $1", owner_id, sort=NEWEST)
 
@@ -131,7 +123,7 @@ async def update_endpoint(
     endpoint_id: uuid.UUID,
     owner_id: uuid.UUID,
     fields: dict[str, Any],
-) -> Endpoint | None:
+) -> EndpointRead | None:
     """Set the given columns (names come from the schema's field names, never from input)."""
     where = "id = $1 AND owner_id = $2"
     return await endpoints.update(db, fields, where, endpoint_id, owner_id)
@@ -154,7 +146,7 @@ async def rotate_secret(
     owner_id: uuid.UUID,
     secret: str,
     grace_seconds: int,
-) -> Endpoint | None:
+) -> EndpointRead | None:
     """The current secret becomes the previous one, still signing for `grace_seconds`."""
     row = await db.fetchrow(
         f"""

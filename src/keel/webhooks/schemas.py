@@ -12,13 +12,14 @@ from pydantic import (
     ConfigDict,
     Field,
     GetJsonSchemaHandler,
+    StrictBool,
 )
 from pydantic.config import JsonDict
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
 from keel.kit import events
-from keel.kit.schemas import NO_NUL, NOT_BLANK, STRIP, PartialUpdate
+from keel.kit.schemas import NO_NUL, NOT_BLANK, STRIP, InputModel, PartialUpdate
 
 
 def _registered_event_type(name: str) -> str:
@@ -73,10 +74,8 @@ _DELIVERY_EXAMPLE: JsonDict = {
 }
 
 
-class EndpointCreate(BaseModel):
+class EndpointCreate(InputModel):
     model_config = ConfigDict(
-        extra="forbid",
-        strict=True,
         json_schema_extra={
             "examples": [
                 {
@@ -102,7 +101,7 @@ class EndpointUpdate(PartialUpdate):
     url: Url | None = None
     events: Events | None = None
     description: Description | None = None
-    is_active: bool | None = None
+    is_active: StrictBool | None = None
 
 
 class EndpointRead(BaseModel):

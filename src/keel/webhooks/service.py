@@ -24,8 +24,8 @@ from keel.settings import Settings
 from keel.webhooks import repository as repo
 from keel.webhooks import signing, ssrf
 from keel.webhooks.events import event_payload
-from keel.webhooks.repository import Attempt, Delivery, Endpoint, EndpointSecret
-from keel.webhooks.schemas import PING_EVENT, EndpointCreate, EndpointUpdate
+from keel.webhooks.repository import Attempt, Delivery, EndpointSecret
+from keel.webhooks.schemas import PING_EVENT, EndpointCreate, EndpointRead, EndpointUpdate
 
 log = structlog.get_logger(__name__)
 
@@ -58,7 +58,7 @@ async def create_endpoint(
 
 async def get_endpoint(
     db: asyncpg.Connection, actor: Principal, endpoint_id: uuid.UUID
-) -> Endpoint:
+) -> EndpointRead:
     endpoint = await repo.get_endpoint(db, endpoint_id, actor.user_id)
     if endpoint is None:
         raise NotFound(ENDPOINT_NOT_FOUND)
@@ -67,7 +67,7 @@ async def get_endpoint(
 
 async def list_endpoints(
     db: asyncpg.Connection, actor: Principal, page: PageRequest
-) -> Slice[Endpoint]:
+) -> Slice[EndpointRead]:
     return await repo.list_endpoints(db, actor.user_id, page)
 
 
@@ -77,7 +77,7 @@ async def update_endpoint(
     actor: Principal,
     endpoint_id: uuid.UUID,
     data: EndpointUpdate,
-) -> Endpoint:
+) -> EndpointRead:
     fields = data.changes()
     if "url" in fields:
         fields["url"] = await check_url(fields["url"], settings)

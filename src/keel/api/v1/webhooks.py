@@ -11,7 +11,7 @@ from keel.api.deps import AppSettings, CurrentUser, Db, PageQuery, ReadDb, Redis
 from keel.api.v1.openapi import links, problems
 from keel.kit.pagination import Page
 from keel.webhooks import service as webhooks_service
-from keel.webhooks.repository import Endpoint, EndpointSecret
+from keel.webhooks.repository import EndpointSecret
 from keel.webhooks.schemas import (
     AttemptRead,
     DeliveryAccepted,
@@ -28,13 +28,7 @@ router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
 
 def _with_secret(created: EndpointSecret) -> EndpointWithSecret:
-    return EndpointWithSecret(
-        **EndpointRead.model_validate(created.endpoint).model_dump(), secret=created.secret
-    )
-
-
-def _read(endpoint: Endpoint) -> EndpointRead:
-    return EndpointRead.model_validate(endpoint)
+    return EndpointWithSecret(**created.endpoint.model_dump(), secret=created.secret)
 
 
 @router.post(
@@ -82,7 +76,7 @@ async def list_endpoints(user: CurrentUser, db: ReadDb, page: PageQuery) -> Page
     responses=problems(401, 404, 422),
 )
 async def get_endpoint(endpoint_id: uuid.UUID, user: CurrentUser, db: Db) -> EndpointRead:
-    return _read(await webhooks_service.get_endpoint(db, user, endpoint_id))
+    return await webhooks_service.get_endpoint(db, user, endpoint_id)
 
 
 @router.patch(
@@ -98,7 +92,7 @@ async def update_endpoint(
     db: Db,
     settings: AppSettings,
 ) -> EndpointRead:
-    return _read(await webhooks_service.update_endpoint(db, settings, user, endpoint_id, body))
+    return await webhooks_service.update_endpoint(db, settings, user, endpoint_id, body)
 
 
 @router.delete(
