@@ -21,7 +21,7 @@ import pytest
 from keel.db.migrations import project_root
 from tests.helpers.servers import recreate_database, with_database, xdist_worker
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 ROOT = project_root()
 DOC = ROOT / "docs" / "domain.md"
@@ -146,8 +146,10 @@ def test_new_domains_pass_the_checks_as_written(
         "TEST_REDIS_URL": redis_url,
         "PYTEST_XDIST_WORKER": "newdomain9",  # its own test database and Redis logical db
     }
-    tests = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/purchase_orders",
-             "tests/projects"]  # fmt: skip
+    # The new domains' tests, and the suite's checks over every route and the whole document.
+    suites = ["tests/purchase_orders", "tests/projects", "tests/api", "tests/test_routes.py",
+              "tests/test_code_shape.py"]  # fmt: skip
+    tests = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *suites]
     output = run(project, *tests, env=servers)
     assert re.search(r"\b\d{2,} passed\b", output), output
     assert "failed" not in output, output

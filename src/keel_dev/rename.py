@@ -55,11 +55,17 @@ class DomainName:
     def package(self) -> str:
         return "_".join(self.plural)
 
+    @property
+    def identifiers(self) -> tuple[str, str]:
+        """The singular and the plural as Python names (`purchase_order`, `purchase_orders`)."""
+        return "_".join(self.singular), self.package
+
 
 def _singular(word: str) -> str:
+    """English's usual rules (the scaffold prints the result; `--singular` overrides it)."""
     if word.endswith("ies") and len(word) > 3:
         return word[:-3] + "y"
-    if word.endswith(("sses", "xes", "ches", "shes")):
+    if word.endswith(("sses", "xes", "zes", "tches", "shes", "uses")):
         return word[:-2]
     if word.endswith("s") and not word.endswith("ss"):
         return word[:-1]

@@ -12,14 +12,16 @@ Nothing is overwritten: a name already taken is refused before anything is writt
 from __future__ import annotations
 
 import argparse
+import builtins
 import importlib
+import keyword
 import re
 import subprocess
 import sys
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from keel_dev.reflow import reflow
 from keel_dev.rename import DomainName, rename_source
@@ -47,14 +49,24 @@ def _folder(root: Path, source: Path, target: Path, name: DomainName) -> dict[Pa
 
 
 def new_domain(root: Path, name: DomainName) -> list[Path]:
-    """Write the domain; the files written or changed, relative to `root`."""
+    """Write the domain; the files written or changed, relative to `root`. Nothing is written
+    when the name cannot be used (SystemExit, with the reason)."""
+    if not (root / "src/keel/items").is_dir():
+        refuse("it copies the items example, which is gone: restore src/keel/items from git")
     planned = copies(root, name)
-    taken = [str(target) for target in planned.values() if (root / target).exists()]
-    if taken or name.package == EXAMPLE:
-        raise SystemExit(f"keel new-domain: {name.package} exists already: {', '.join(taken)}")
-    for source, target in planned.items():
+    check_name(root, name, planned)
+    renamed = {
+        target: rename_source((root / source).read_text(), name)
+        for source, target in planned.items()
+    }
+    for target, text in renamed.items():
+        try:
+            compile(text, str(target), "exec")
+        except SyntaxError as error:
+            refuse(f"{name.package} makes {target} invalid Python ({error.msg}); pick another name")
+    for target, text in renamed.items():
         (root / target).parent.mkdir(parents=True, exist_ok=True)
-        (root / target).write_text(rename_source((root / source).read_text(), name))
+        (root / target).write_text(text)
     register(root, name)
     migration = write_migration(root, name)
     written = [*planned.values(), ROUTERS, MIGRATIONS_ENV, migration]
@@ -62,26 +74,59 @@ def new_domain(root: Path, name: DomainName) -> list[Path]:
     return written
 
 
-def register(root: Path, name: DomainName) -> None:
-    """The router under /api/v1, the table with Alembic (one line each, after the example's)."""
+def refuse(reason: str) -> NoReturn:
+    raise SystemExit(f"keel new-domain: {reason}")
+
+
+def check_name(root: Path, name: DomainName, planned: dict[Path, Path]) -> None:
+    """The name must be free (no file, package or module of that name) and must not become a
+    name the example already uses for something else (`responses` would make its `response`
+    parameter an item), nor a Python keyword."""
     package = name.package
-    routers = (root / ROUTERS).read_text()
-    routers = re.sub(r"(?m)^(from keel\.api\.v1 import .*)$", rf"\1, {package}", routers, count=1)
-    routers = _after(
-        routers,
-        "router.include_router(items.router)\n",
-        f"router.include_router({package}.router)\n",
+    existing = [str(path) for path in planned.values() if (root / path).exists()]
+    existing += [f"src/keel/{package}.py"] * (root / f"src/keel/{package}.py").exists()
+    if existing or package == EXAMPLE:
+        refuse(f"{package} exists already: {', '.join(existing) or 'the example'}")
+    used = _identifiers([root / source for source in planned])
+    for identifier in name.identifiers:
+        if keyword.iskeyword(identifier) or identifier in used:
+            refuse(f"{identifier!r} is a name the items code already uses; pick another")
+
+
+def _identifiers(sources: Sequence[Path]) -> set[str]:
+    """Every name in the sources that is not a spelling of the example's name."""
+    names = set()
+    for path in sources:
+        names |= set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", path.read_text()))
+    return {n for n in names if "item" not in n.lower()} | set(dir(builtins))
+
+
+def register(root: Path, name: DomainName) -> None:
+    """The router under /api/v1 and the table with Alembic: a line each, after the last like it
+    (`ruff check --fix` then merges the router's import into the others)."""
+    package = name.package
+    routers = _after_last(
+        (root / ROUTERS).read_text(),
+        r"from keel\.api\.v1 import [^\n]*\n(?:(?:    .*|\))\n)*",
+        f"from keel.api.v1 import {package}\n",
+    )
+    routers = _after_last(
+        routers, r"router\.include_router\([^\n]*\n", f"router.include_router({package}.router)\n"
     )
     (root / ROUTERS).write_text(routers)
-    env = (root / MIGRATIONS_ENV).read_text()
     line = f"from keel.{package} import table as _{package}  # noqa: F401\n"
-    env = _after(env, "from keel.items import table as _items", line, whole_line=True)
+    env = (root / MIGRATIONS_ENV).read_text()
+    env = _after_last(
+        env, r"from keel\.(?:\w+ import table as _\w+|db\.schema import metadata)[^\n]*\n", line
+    )
     (root / MIGRATIONS_ENV).write_text(env)
 
 
-def _after(text: str, anchor: str, addition: str, *, whole_line: bool = False) -> str:
-    at = text.index(anchor)
-    end = text.index("\n", at) + 1 if whole_line else at + len(anchor)
+def _after_last(text: str, pattern: str, addition: str) -> str:
+    found = list(re.finditer(pattern, text))
+    if not found:
+        refuse(f"cannot find where to add {addition.strip()!r}")
+    end = found[-1].end()
     return text[:end] + addition + text[end:]
 
 
@@ -93,7 +138,7 @@ def write_migration(root: Path, name: DomainName) -> Path:
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
-    table: Any = _table(name)
+    table: Any = _table(root, name)
     indexes = sorted(table.indexes, key=lambda index: str(index.name))
     upgrade = ops.UpgradeOps(
         ops=[ops.CreateTableOp.from_table(table), *map(ops.CreateIndexOp.from_index, indexes)]
@@ -103,12 +148,12 @@ def write_migration(root: Path, name: DomainName) -> Path:
     )
     # Rendered for PostgreSQL: a boolean's default is `false`, not `0`.
     postgresql = MigrationContext.configure(dialect_name="postgresql")
-    head = ScriptDirectory(str(root / "migrations")).get_current_head()
+    head = ScriptDirectory(str(root / "migrations")).get_current_head()  # one head, or refused
     revision = f"{int(head) + 1:04d}" if head and head.isdigit() else uuid.uuid4().hex[:12]
     body = MIGRATION.format(
         title=f"The {' '.join(name.plural)} table.",
         revision=revision,
-        down_revision=head,
+        down_revision=repr(head),
         upgrade=_rendered(render_python_code(upgrade, migration_context=postgresql)),
         downgrade=_rendered(render_python_code(downgrade, migration_context=postgresql)),
     )
@@ -137,7 +182,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "{revision}"
-down_revision: str | None = "{down_revision}"
+down_revision: str | None = {down_revision}
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -152,7 +197,11 @@ def downgrade() -> None:
 POSTGRESQL_IMPORT = "from alembic import op\nfrom sqlalchemy.dialects import postgresql\n"
 
 
-def _table(name: DomainName) -> object:
+def _table(root: Path, name: DomainName) -> object:
+    """The new table's declaration, imported from the project being changed."""
+    source = str(root / "src")
+    if source not in sys.path:
+        sys.path.insert(0, source)
     importlib.invalidate_caches()
     module = importlib.import_module(f"keel.{name.package}.table")
     return getattr(module, name.package)
@@ -180,6 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         name = DomainName.parse(args.name, args.singular)
     except ValueError as error:
         parser.error(str(error))
+    singular, plural = name.identifiers
+    print(f"keel new-domain: {plural} (one is a {singular}; --singular to change it)")
     for path in new_domain(args.root.resolve(), name):
         print(f"  wrote {path}")
     print(f"next: edit the fields (src/keel/{name.package}/schemas.py, table.py, the migration),")
