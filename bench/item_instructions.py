@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.item_instructions      # ~15 minutes; needs valgrind (apt-get)
     .venv/bin/python -m bench.item_instructions --identity   # without Accept-Encoding: gzip
+    .venv/bin/python -m bench.item_instructions --stock-routing   # + Keel on FastAPI's routing
 
 Requests/s on a shared 2-core VM swing by +-20% from run to run (other jobs, caches), and the
 item GET's ratio to the Starlette reference with them (0.27x-0.41x measured on one day with the
@@ -15,7 +16,10 @@ middleware, auth, the asyncpg read, serialization. Start-up, warm-up and shutdow
 * Starlette + asyncpg (bench/apps/starlette_asyncpg_item.py): the ceiling, as in bench/run.py.
 * FastAPI + asyncpg (bench/apps/fastapi_asyncpg_item.py): one dependency and a response model,
   nothing else: what FastAPI itself costs for a route of this shape.
-* Keel: the full stack (auth with the revocation check, edge layer, access log, rate limit).
+* Keel: the full stack (auth with the revocation check, middleware, access log, rate limit).
+* `--stock-routing` adds Keel with FastAPI's own routing (bench/apps/keel_stock_routing.py):
+  routers included nested and dependencies solved by FastAPI's solver, which shows what
+  keel.kit.routing's flat route table and compiled dependency plans save.
 
 The client is httpx, which sends `Accept-Encoding: gzip, deflate` as browsers and most clients
 do; `--identity` sends `Accept-Encoding: identity` instead, the same as wrk in bench/run.py,
@@ -51,7 +55,8 @@ CONNECTIONS = 8
 STARLETTE = "Starlette + asyncpg"
 FASTAPI = "FastAPI + asyncpg"
 KEEL = "Keel"
-TARGET = 0.35  # issue 3's requests/s target for Keel / Starlette + asyncpg
+KEEL_STOCK = "Keel, stock routing"
+TARGET = 0.35  # the requests/s target for Keel / Starlette + asyncpg (docs/performance.md)
 
 
 def count(
@@ -122,7 +127,13 @@ def main() -> int:
     parser.add_argument(
         "--identity", action="store_true", help="send Accept-Encoding: identity (as wrk does)"
     )
-    encoding = {"Accept-Encoding": "identity"} if parser.parse_args().identity else {}
+    parser.add_argument(
+        "--stock-routing",
+        action="store_true",
+        help="also count Keel with FastAPI's stock routing and dependency solver",
+    )
+    arguments = parser.parse_args()
+    encoding = {"Accept-Encoding": "identity"} if arguments.identity else {}
     harness.ensure_debian_tool("valgrind", "valgrind")
     with (
         tempfile.TemporaryDirectory() as scratch,
@@ -137,6 +148,9 @@ def main() -> int:
             FASTAPI: ("bench.apps.fastapi_asyncpg_item:app", reference, False, "/items", {}),
             KEEL: ("keel.main:create_app", env.keel(), True, "/api/v1/items", auth),
         }
+        if arguments.stock_routing:
+            stock = "bench.apps.keel_stock_routing:create_app"
+            apps[KEEL_STOCK] = (stock, env.keel(), True, "/api/v1/items", auth)
         per_request: dict[str, float] = {}
         for name, (target, app_env, factory, prefix, headers) in apps.items():
             url = f"{prefix}/{data.item}"
@@ -158,6 +172,9 @@ def main() -> int:
     print(
         f"Keel in instructions: {ratio:.3f}x of Starlette + asyncpg (target {TARGET}x): {verdict}"
     )
+    if KEEL_STOCK in per_request:
+        saved = per_request[KEEL_STOCK] - per_request[KEEL]
+        print(f"keel.kit.routing saves {saved / 1000:.1f}k instructions per GET")
     return 0
 
 

@@ -27,8 +27,7 @@ from keel.users.service import require_admin
 
 
 def _resources(request: HTTPConnection) -> Resources:
-    # The lifespan state's copy in the scope (what `request.state` wraps), read directly: it
-    # runs several times per request and the wrapper costs more than the read.
+    # The lifespan state Starlette copied into this request's scope (what `request.state` wraps).
     resources: Resources = request.scope["state"]["resources"]
     return resources
 
@@ -114,11 +113,8 @@ class BearerAuthentication(OAuth2PasswordBearer):
     """The acting user of `Authorization: Bearer <access token>` (keel.auth.service).
 
     It is the security scheme itself: OpenAPI documents the password flow, so Swagger's
-    Authorize button works, and the whole check is ONE dependency with no sub-dependencies
-    (each level costs another pass of FastAPI's solver, and a security scheme below a
-    dependency makes FastAPI compute OAuth scopes for every level above it). auto_error=False:
-    a missing token is our own 401 problem. PostgreSQL is read (one statement, no transaction)
-    only when Redis has no answer.
+    Authorize button works. auto_error=False: a missing token is our own 401 problem.
+    PostgreSQL is read (one statement, no transaction) only when Redis has no answer.
     """
 
     async def __call__(self, request: HTTPConnection) -> Principal:  # type: ignore[override]

@@ -7,5 +7,6 @@
 - `pagination`: `limit`/`cursor` declared once, signed keyset cursors, `Page`.
 - `conditional`: ETag / Last-Modified, 304 and 412 for versioned resources.
 - `events`: domain events recorded in the writer's transaction, delivered to subscribers.
-- `partial_update`: PATCH bodies that say which fields were sent.
+- `schemas`: request-body bases (`InputModel`, `PartialUpdate` for PATCH bodies that say which
+  fields were sent) and the usual string constraints.
 """

@@ -86,8 +86,8 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 
 def http_date(moment: datetime) -> str:
     """IMF-fixdate (RFC 9110 5.6.7), e.g. `Tue, 01 Dec 2026 18:47:44 GMT`; a naive datetime is
-    taken as UTC. Written out because `email.utils.format_datetime` costs 4x as much and this
-    runs on every read of a versioned resource."""
+    taken as UTC. Written out rather than `email.utils.format_datetime`, which is several times
+    slower, because it runs on every read of a versioned resource."""
     t = moment.utctimetuple()
     return (
         f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "

@@ -8,9 +8,9 @@ A domain registers the types of events it records, once, and records each change
 
 `record` hands the event to every subscriber inside the caller's transaction, so whatever a
 subscriber writes (a webhook delivery row, an outbox entry) exists if and only if the change
-commits. Subscribers know event types, never domains: `keel.webhooks` subscribes once and
-delivers each event to the owner's endpoints that asked for its type; the webhooks API offers
-exactly the registered types.
+commits. Subscribers know event types, never domains: `keel.webhooks` subscribes when it is
+imported (the API and the worker both import it) and delivers each event to the owner's
+endpoints that asked for its type; the webhooks API offers exactly the registered types.
 """
 
 from __future__ import annotations

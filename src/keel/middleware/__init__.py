@@ -7,10 +7,11 @@ Starlette's ServerErrorMiddleware (last resort for a bug in a middleware); below
 limiter (`keel.ratelimit`, installed by create_app before this).
 
 Consecutive concerns (`keel.middleware.composed.Concern`: they only watch requests and add
-response headers) run in ONE layer, `ComposedMiddleware`, exactly as if each were its own layer
-in this order (docs/edge.md has what that saves). The layers that answer or rewrite responses
-themselves (CORS preflight, gzip, 413, 500) stay layers, below the concerns, so the responses
-they make still get every concern's headers, metrics and log line.
+response headers) run in ONE layer, `ComposedMiddleware`, in the order separate layers would
+(keel.middleware.composed says where it differs; docs/edge.md has what it saves). The layers
+that answer or rewrite responses themselves (CORS preflight, gzip, 413, 500) stay layers, below
+the concerns, so the responses they make still get every concern's headers, metrics and log
+line.
 """
 
 from __future__ import annotations

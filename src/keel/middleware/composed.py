@@ -6,12 +6,14 @@ the response is complete (`on_finish`, with the status that went out and the req
 duration). It never answers or rewrites a body; concerns that do (CORS, gzip, the body limit,
 the error layer) are layers of their own.
 
-`ComposedMiddleware(app, concerns)` calls those hooks exactly as if each concern were its own
-layer, the first one outermost: `on_request` in list order, `on_response_start` and
-`on_finish` in reverse order (the innermost sees the response first, and the outermost is the
-last to finish). It knows nothing about any concern; it only saves the cost of one layer per
-concern (a frame, a `send` wrapper and an await per response message each), measured in
-docs/edge.md.
+`ComposedMiddleware(app, concerns)` calls those hooks in the order separate layers would, the
+first concern outermost: `on_request` in list order, `on_response_start` and `on_finish` in
+reverse order (the innermost sees the response first, and the outermost is the last to
+finish). One difference: if an `on_request` hook raises, no concern's `on_finish` runs, where
+separate layers would still finish the ones outside it; a hook that raises is a bug, and it
+reaches the server error layer either way. The composer knows nothing about any concern; it
+only saves one layer per concern (a frame, a `send` wrapper and an await per response
+message each; docs/edge.md).
 
 Per-request state belongs to the request, never to the concern object (one object serves
 every request at once): a concern keeps what it needs in `scope`, under a key of its own.

@@ -21,9 +21,6 @@ HEADER = b"x-request-id"
 # This request's context-variable token and echoed header, kept in its scope.
 _BOUND = "keel.request_id"
 
-_set_request_id = request_id_var.set
-_reset_request_id = request_id_var.reset
-
 
 class RequestId(Concern):
     def __init__(self, *, tracing: bool = False) -> None:
@@ -44,12 +41,12 @@ class RequestId(Concern):
             span = trace.get_current_span()
             if span.is_recording():
                 span.set_attribute("request_id", request_id)
-        scope[_BOUND] = (_set_request_id(request_id), (HEADER, request_id.encode("latin-1")))
+        scope[_BOUND] = (request_id_var.set(request_id), (HEADER, request_id.encode("latin-1")))
 
     def on_response_start(self, scope: Scope, status: int, headers: ResponseHeaders) -> None:
         headers.append(scope[_BOUND][1])
 
     def on_finish(self, scope: Scope, status: int, seconds: float) -> None:
-        _reset_request_id(scope[_BOUND][0])
+        request_id_var.reset(scope[_BOUND][0])
         if "user_id" in scope["state"]:  # set by keel.observability.context.bind_user_id
             user_id_var.set(None)

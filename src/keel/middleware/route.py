@@ -14,10 +14,10 @@ def route_template(scope: Scope) -> str:
     into the app: `scope["route"]` is the route as declared in its APIRouter (`/users/me`), and
     the template with every prefix (`/api/v1/users/me`) is on the effective route context that
     the router leaves in `scope["fastapi"]` (Keel registers its own routes on the app,
-    `keel.main._include_flat`, so theirs carry the full path; this serves routers included the
-    ordinary way). There is no public accessor yet; tests/middleware
-    pins this down, so a FastAPI change fails a test instead of mislabelling metrics. A raw
-    path is never used: it would explode label cardinality.
+    `keel.kit.routing.include_flat`, so theirs carry the full path; this serves routers included
+    the ordinary way). There is no public accessor yet; tests/middleware pins this down, so a
+    FastAPI change fails a test instead of mislabelling metrics. A raw path is never used: it
+    would explode label cardinality.
     """
     fastapi_scope = scope.get("fastapi")
     if fastapi_scope:
