@@ -37,7 +37,7 @@ class TransactionBoundDatabase:
         if task is not None and task is self._holder:
             raise AssertionError(
                 "read through the Database inside this request's transaction: "
-                "use the transaction's connection (or solve CurrentUser before Db)"
+                "use the transaction's connection"
             )
         async with self._lock:
             self._holder = task
