@@ -118,15 +118,20 @@ async def load_with_livez_probe(
     app: ASGIApp, requests: int = 200, concurrency: int = 20
 ) -> tuple[list[tuple[str, Answer, float]], list[tuple[Answer, float]]]:
     """`requests` spread over EXPECTED's paths, `concurrency` at a time, while /livez is timed
-    every 10 ms from its own task until the load is done."""
+    every 2 ms from its own task until the load is done. With Redis refusing connections the
+    load can finish in a few tens of milliseconds on a fast machine, so only probes answered
+    while the load ran count, and there may be few of them."""
     paths = list(EXPECTED)
     done = asyncio.Event()
     probes: list[tuple[Answer, float]] = []
 
     async def probe() -> None:
         while not done.is_set():
-            probes.append(await timed(app, "/livez"))
-            await asyncio.sleep(0.01)
+            answer = await timed(app, "/livez")
+            if done.is_set():
+                break  # answered after the load: says nothing about /livez under load
+            probes.append(answer)
+            await asyncio.sleep(0.002)
 
     gate = asyncio.Semaphore(concurrency)
 
@@ -154,7 +159,7 @@ def assert_degraded_gracefully(
         assert answer.status in EXPECTED[path], (path, answer)
     slowest = max(seconds for _, _, seconds in results)
     assert slowest < REQUEST_BUDGET, f"a request took {slowest:.2f}s"
-    assert len(probes) >= 3
+    assert probes, "/livez never answered while the load ran"
     assert all(answer.status == 200 for answer, _ in probes)
     worst = max(seconds for _, seconds in probes)
     assert worst < LIVEZ_BUDGET, f"/livez took {worst * 1000:.0f} ms"
