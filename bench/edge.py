@@ -78,13 +78,14 @@ def free_port() -> int:
 
 
 def ensure_wrk() -> str | None:
+    """wrk's path, installed when missing and possible; None: the Python keep-alive loop stands
+    in for it. `apt-get update` first: a fresh machine's package lists may be empty."""
     found = shutil.which("wrk")
     if found or os.geteuid() != 0 or not shutil.which("apt-get"):
         return found
-    print("wrk is missing: apt-get install -y wrk", flush=True)
-    subprocess.run(
-        ["apt-get", "install", "-y", "wrk"], capture_output=True, check=False, timeout=300
-    )
+    print("wrk is missing: apt-get update && apt-get install -y wrk", flush=True)
+    for step in (["apt-get", "update"], ["apt-get", "install", "-y", "wrk"]):
+        subprocess.run(step, capture_output=True, check=False, timeout=600)
     return shutil.which("wrk")
 
 

@@ -97,3 +97,28 @@ class DependencyUnavailable(AppError):
         )
         self.dependency = dependency
         self.headers["Retry-After"] = str(self.retry_after_seconds)
+
+
+class DeadlineExceeded(DependencyUnavailable):
+    """The request's deadline passed while it waited (keel.middleware.deadline)."""
+
+    type = "/problems/deadline-exceeded"
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            "request", detail=f"The request did not complete within {seconds:g} s; retry later."
+        )
+
+
+class UpstreamTimeout(AppError):
+    """The request's deadline passed while it waited on an upstream HTTP service."""
+
+    status = 504
+    type = "/problems/upstream-timeout"
+    title = "Gateway Timeout"
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"An upstream service did not answer within the request's {seconds:g} s; retry later."
+        )
+        self.headers["Retry-After"] = str(DependencyUnavailable.retry_after_seconds)

@@ -26,6 +26,7 @@ from keel.db.database import Database, PoolDatabase
 from keel.db.pool import create_db_pool
 from keel.observability.context import REQUEST_ID_HEADER, request_id_var
 from keel.settings import Settings
+from keel.upstream import UpstreamTransport
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +70,14 @@ def create_http_client(settings: Settings) -> httpx.AsyncClient:
             write=settings.http_write_timeout,
             pool=settings.http_pool_timeout,
         ),
-        limits=httpx.Limits(
-            max_connections=settings.http_max_connections,
-            max_keepalive_connections=settings.http_max_keepalive_connections,
+        # The transport notes a call cut short by the request's deadline (a 504, not a 503).
+        transport=UpstreamTransport(
+            httpx.AsyncHTTPTransport(
+                limits=httpx.Limits(
+                    max_connections=settings.http_max_connections,
+                    max_keepalive_connections=settings.http_max_keepalive_connections,
+                )
+            )
         ),
         follow_redirects=False,
         headers={"User-Agent": f"{settings.service_name}/1"},

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
 
     # --- Health ---
     readiness_timeout: float = Field(default=1.0, gt=0)
+    # Every request is answered within this (503/504 problem), whatever it waits on; 0: off.
+    # Per route: `dependencies=[deadline(seconds)]` (keel.api.deps).
+    request_deadline_seconds: float = Field(default=1.5, ge=0)
 
     # --- Security and edge ---
     secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)

@@ -2,7 +2,9 @@
 
 `sever_silently()` models a middlebox or failover that drops connections without telling the
 client: the client's socket stays open until it next writes, then gets a reset. `blackhole()`
-accepts connections and never answers, like a firewall that drops packets.
+is a firewall that starts dropping packets: new connections are accepted and never answered,
+and nothing flows on open ones in either direction until `restore()`, when what was held
+arrives (TCP would retransmit it).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ class TcpProxy:
         self._tasks: set[asyncio.Task[None]] = set()
         self._severed: set[asyncio.StreamWriter] = set()
         self.blackholed = False
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self.port = 0
 
     async def __aenter__(self) -> TcpProxy:
@@ -56,6 +60,11 @@ class TcpProxy:
 
     def blackhole(self) -> None:
         self.blackholed = True
+        self._flowing.clear()
+
+    def restore(self) -> None:
+        self.blackholed = False
+        self._flowing.set()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.blackholed:
@@ -84,6 +93,7 @@ class TcpProxy:
                     return
                 if sink.is_closing():
                     return
+                await self._flowing.wait()
                 sink.write(data)
                 await sink.drain()
         # One side ended: end the other, as a transparent proxy would.

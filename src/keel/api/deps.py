@@ -7,7 +7,7 @@ lifespan's resources itself rather than through another dependency.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from arq.connections import ArqRedis
 from fastapi import Depends, Query, Request
@@ -20,6 +20,7 @@ from keel.cache import Cache
 from keel.db.database import Database, Reader, Writer
 from keel.db.request_transaction import RequestTransaction
 from keel.kit.pagination import PageRequest
+from keel.middleware.deadline import extend_deadline
 from keel.observability.context import bind_user_id
 from keel.resources import Resources
 from keel.settings import Settings
@@ -137,3 +138,13 @@ async def get_admin_user(user: CurrentUser) -> Principal:
 
 
 AdminUser = Annotated[Principal, Depends(get_admin_user)]
+
+
+def deadline(seconds: float) -> Any:
+    """`dependencies=[deadline(30)]`: this route's requests may run `seconds` from their start
+    instead of REQUEST_DEADLINE_SECONDS (keel.middleware.deadline)."""
+
+    async def move_deadline(request: Request) -> None:
+        extend_deadline(request.scope, seconds)
+
+    return Depends(move_deadline)

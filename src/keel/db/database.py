@@ -79,12 +79,15 @@ class PoolDatabase:
         connection, transaction = await self._begin()
         try:
             yield connection
+        except asyncio.CancelledError:
+            _discard(connection)
+            raise
         except BaseException:
             await _rollback_quietly(transaction)
             raise
         else:
             # Committed here, before the response is sent: a failed commit can never follow a 2xx.
-            await transaction.commit()
+            await _commit(connection, transaction)
         finally:
             await self.pool.release(connection)
 
@@ -99,6 +102,10 @@ class PoolDatabase:
             transaction = connection.transaction()
             try:
                 await transaction.start()
+            except asyncio.CancelledError:
+                _discard(connection)
+                await self.pool.release(connection)
+                raise
             except CONNECTION_LOST_ERRORS as exc:
                 await self.pool.release(connection)  # a closed connection is terminated
                 if attempt == 2:
@@ -136,6 +143,9 @@ class PoolDatabase:
             connection = await self._acquire()
             try:
                 return await getattr(connection, method)(query, *args)
+            except asyncio.CancelledError:
+                _discard(connection)
+                raise
             except CONNECTION_LOST_ERRORS as exc:
                 if attempt == 2:
                     raise DependencyUnavailable("database") from exc
@@ -151,8 +161,25 @@ class PoolDatabase:
             raise DependencyUnavailable("database") from exc
 
     async def ping(self) -> None:
-        async with self.pool.acquire(timeout=self._acquire_timeout) as connection:
-            await connection.fetchval("SELECT 1")
+        await self._read("fetchval", "SELECT 1", ())
+
+
+def _discard(connection: asyncpg.Connection) -> None:
+    """Cancelled (the request's deadline passed, or the process is stopping) while a statement
+    may be in flight: the connection's state is unknown, so it is closed, never pooled again,
+    and PostgreSQL rolls back whatever transaction it held. Waiting for a clean cancel instead
+    would wait on the very server that did not answer."""
+    connection.terminate()
+
+
+async def _commit(connection: asyncpg.Connection, transaction: Transaction) -> None:
+    try:
+        await transaction.commit()
+    except asyncio.CancelledError:
+        # PostgreSQL may or may not have committed: the transaction is whole either way, never
+        # half-written.
+        _discard(connection)
+        raise
 
 
 async def _rollback_quietly(transaction: Transaction) -> None:

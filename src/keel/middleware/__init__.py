@@ -24,6 +24,7 @@ from keel.middleware.access_log import AccessLog
 from keel.middleware.body_limit import BodyLimitMiddleware
 from keel.middleware.cache import CacheHeaders, cache_policy
 from keel.middleware.composed import Concern, as_layers
+from keel.middleware.deadline import RequestDeadline
 from keel.middleware.errors import UnhandledErrorMiddleware
 from keel.middleware.gzip import GZipMiddleware
 from keel.middleware.metrics import RequestMetrics
@@ -74,6 +75,8 @@ def middleware_stack(
         Middleware(
             BodyLimitMiddleware, max_body_size=settings.max_body_size, routes=app.router.routes
         ),
+        # Inside the layers above, so its 503 still gets every header, the metrics and the log.
+        _deadline(settings),
         # Innermost, just outside the exception handlers: an unhandled exception becomes the
         # 500 problem that still flows out through everything above; the connection stays.
         Middleware(UnhandledErrorMiddleware),
@@ -89,6 +92,12 @@ def _docs_paths(app: FastAPI) -> list[str]:
 
 def _hsts_max_age(settings: Settings) -> int | None:
     return settings.hsts_max_age if settings.hsts_enabled else None
+
+
+def _deadline(settings: Settings) -> Middleware | None:
+    if not settings.request_deadline_seconds:
+        return None
+    return Middleware(RequestDeadline, seconds=settings.request_deadline_seconds)
 
 
 def _cors(settings: Settings) -> Middleware | None:
