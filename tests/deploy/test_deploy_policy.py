@@ -276,6 +276,14 @@ def test_gunicorn_budget_defaults() -> None:
     assert settings["preload_app"] is False
 
 
+def test_gunicorn_trusts_forwarded_headers_only_from_the_configured_proxies() -> None:
+    assert gunicorn_settings()["forwarded_allow_ips"] == ""
+    trusted = gunicorn_settings(RATE_LIMIT_TRUSTED_PROXIES="10.0.0.0/8,192.0.2.7")
+    assert trusted["forwarded_allow_ips"] == "10.0.0.0/8,192.0.2.7"
+    own = gunicorn_settings(RATE_LIMIT_TRUSTED_PROXIES="10.0.0.0/8", FORWARDED_ALLOW_IPS="")
+    assert own["forwarded_allow_ips"] == ""
+
+
 def test_gunicorn_settings_follow_the_environment() -> None:
     settings = gunicorn_settings(
         WEB_CONCURRENCY="3", DRAIN_TIMEOUT="7", BIND="127.0.0.1:9", KEEPALIVE="4"
