@@ -220,7 +220,7 @@ async def test_redis_lost_mid_flight_then_back(
     assert redis_down(outage)
 
     # Back: within a retry interval or so the limiter uses Redis again, no restart.
-    proxy.blackholed = False
+    proxy.restore()
     await redis.flushdb()
 
     async def back() -> bool:

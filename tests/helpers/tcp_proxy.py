@@ -25,7 +25,7 @@ class TcpProxy:
         self._pairs: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._severed: set[asyncio.StreamWriter] = set()
-        self.blackholed = False
+        self.blackholed = False  # set through blackhole() and restore()
         self._flowing = asyncio.Event()
         self._flowing.set()
         self.port = 0
