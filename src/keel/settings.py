@@ -276,6 +276,12 @@ class Settings(BaseSettings):
     # How long Redis remembers a session's state (active/admin/revoked); a miss reads PostgreSQL.
     auth_session_cache_ttl_seconds: int = Field(default=900, ge=1)
     password_min_length: int = Field(default=12, ge=8, le=128)
+    # Failed logins per target account (any IP): this many are free, then each further failure
+    # closes the account's logins (429) for the base delay, doubled per failure up to the max;
+    # a success or the max without failures forgets them (keel.auth.throttle).
+    login_free_failures: int = Field(default=5, ge=1)
+    login_backoff_base_seconds: float = Field(default=1.0, gt=0)
+    login_backoff_max_seconds: float = Field(default=900.0, gt=0)
     # argon2id; the defaults are OWASP's minimum (m=19 MiB, t=2, p=1).
     argon2_memory_cost_kib: int = Field(default=19_456, ge=7_168)
     argon2_time_cost: int = Field(default=2, ge=1)

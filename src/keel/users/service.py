@@ -8,6 +8,7 @@ import asyncpg
 from redis.asyncio import Redis
 
 from keel.auth import repository as auth_repo
+from keel.auth import throttle
 from keel.auth.passwords import check_password_policy, hash_password, verify_password
 from keel.auth.service import Principal, normalize_email, revoke_sessions
 from keel.db.database import Reader, Writer
@@ -60,10 +61,29 @@ async def change_password(
 ) -> None:
     """Check the current password, store the new one, revoke every *other* session."""
     found = await auth_repo.credentials(db, actor.user_id)
-    if found is None:
+    user = await users_repo.get(db, actor.user_id)
+    if found is None or user is None:
         raise NotFound("The account no longer exists.")
-    matches, _ = await verify_password(settings, data.current_password, found.password_hash)
+    await _check_current_password(redis, settings, user.email, data, found.password_hash)
+    check_password_policy(settings, data.new_password, email=user.email, field="new_password")
+    await auth_repo.set_password_hash(
+        db, actor.user_id, await hash_password(settings, data.new_password)
+    )
+    revoked = await auth_repo.revoke_user_sessions(
+        db, actor.user_id, "password_change", keep_session_id=actor.session_id
+    )
+    await revoke_sessions(redis, settings, revoked)
+
+
+async def _check_current_password(
+    redis: Redis, settings: Settings, email: str, data: PasswordChange, password_hash: str
+) -> None:
+    """A wrong current password is a guess at the account's password, like a failed login: it
+    counts towards the same per-account backoff (`keel.auth.throttle`), whoever's token."""
+    await throttle.check(redis, settings, email)
+    matches, _ = await verify_password(settings, data.current_password, password_hash)
     if not matches:
+        await throttle.failed(redis, settings, email)
         raise Unprocessable(
             "The current password is incorrect.",
             errors=[
@@ -74,17 +94,7 @@ async def change_password(
                 }
             ],
         )
-    user = await users_repo.get(db, actor.user_id)
-    check_password_policy(
-        settings, data.new_password, email=user.email if user else None, field="new_password"
-    )
-    await auth_repo.set_password_hash(
-        db, actor.user_id, await hash_password(settings, data.new_password)
-    )
-    revoked = await auth_repo.revoke_user_sessions(
-        db, actor.user_id, "password_change", keep_session_id=actor.session_id
-    )
-    await revoke_sessions(redis, settings, revoked)
+    await throttle.succeeded(redis, settings, email)
 
 
 async def list_users(db: Reader, actor: Principal, page: PageRequest) -> Slice[UserRead]:
