@@ -8,10 +8,11 @@ import asyncpg
 from redis.asyncio import Redis
 
 from keel.auth import repository as auth_repo
-from keel.auth import throttle
+from keel.auth import sessions, throttle
 from keel.auth.passwords import check_password_policy, hash_password, verify_password
 from keel.auth.service import Principal, normalize_email, revoke_sessions
-from keel.db.database import Reader, Writer
+from keel.auth.sessions import SessionState
+from keel.db.database import Database, Reader, Writer
 from keel.errors import Conflict, Forbidden, NotFound, Unprocessable
 from keel.kit.pagination import PageRequest, Slice
 from keel.settings import Settings
@@ -110,14 +111,56 @@ async def deactivate_user(
     actor: Principal,
     user_id: uuid.UUID,
 ) -> UserRead:
-    """Deactivate and revoke every session: the user's access tokens stop working at once."""
+    """An administrator deactivates another account (`deactivate_account`)."""
     require_admin(actor)
     if user_id == actor.user_id:
         raise Conflict("Administrators cannot deactivate their own account.")
+    return await deactivate_account(db, redis, settings, user_id)
+
+
+async def deactivate_account(
+    db: asyncpg.Connection, redis: Redis, settings: Settings, user_id: uuid.UUID
+) -> UserRead:
+    """Deactivate and revoke every session: the user's access tokens stop working at once.
+    No actor check: the admin route checks its caller, `keel users deactivate` is an operator."""
     user = await users_repo.deactivate(db, user_id)
     if user is None:
         raise NotFound("No such user.")
     await revoke_sessions(
         redis, settings, await auth_repo.revoke_user_sessions(db, user_id, "deactivated")
     )
+    return user
+
+
+async def create_admin(db: asyncpg.Connection, settings: Settings, data: UserCreate) -> UserRead:
+    """A new account with the admin role (`keel users create-admin`), under the password policy
+    of `register`. It has no session yet, so no cached state to change."""
+    user = await register(db, settings, data)
+    admin = await users_repo.set_admin(db, user.id, True)
+    if admin is None:  # inserted by this very transaction
+        raise NotFound("No such user.")
+    return admin
+
+
+async def set_admin(
+    database: Database, redis: Redis, settings: Settings, user_id: uuid.UUID, *, admin: bool
+) -> UserRead:
+    """Grant or revoke the admin role (`keel users set-admin`); the user's live sessions carry
+    the new role from their next request, without logging in again.
+
+    A demotion overwrites the sessions' cached state inside the transaction, before it commits,
+    as revocations do: a fill racing it cannot restore the role, and a failed Redis write rolls
+    the demotion back. A promotion drops the cached state once committed (a failed commit must
+    not leave an admin state in the cache); a request racing it may keep the old role until it
+    logs in again or AUTH_SESSION_CACHE_TTL_SECONDS pass, which grants nothing.
+    """
+    async with database.transaction() as db:
+        user = await users_repo.set_admin(db, user_id, admin)
+        if user is None:
+            raise NotFound("No such user.")
+        live = await auth_repo.lock_live_sessions(db, user_id)
+        if not admin:
+            await sessions.mark_state(redis, settings, live, user_id, SessionState.USER)
+    if admin:
+        await sessions.forget(redis, settings, live)
     return user
