@@ -1,4 +1,5 @@
-"""`keel serve | worker | migrate | new-domain`: one entry point for every process Keel runs.
+"""`keel serve | worker | migrate | users | new-domain`: one entry point for every process Keel
+runs, and the operator's account commands (`keel users --help`).
 
 The development loop (`make dev`) is dev-only tooling: `python -m keel_dev`; so is the domain
 scaffold behind `keel new-domain`, which an image without keel_dev refuses with one line.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import importlib
 import os
 import sys
@@ -70,6 +72,40 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_users(args: argparse.Namespace) -> int:
+    """Account changes that must also reach the session cache (keel.users.commands): making,
+    demoting or deactivating an account in SQL leaves its sessions as they were for minutes."""
+    from keel.users import commands
+
+    settings = load_settings_or_exit()
+    if args.action == "create-admin":
+        action = commands.create_admin(args.email, read_new_password())
+    elif args.action == "set-admin":
+        action = commands.set_admin(args.email, admin=not args.revoke)
+    else:
+        action = commands.deactivate(args.email)
+    try:
+        user = asyncio.run(commands.run(settings, action))
+    except commands.CommandError as error:
+        print(f"keel users {args.action}: {error}", file=sys.stderr)
+        return 1
+    role = "admin" if user.is_admin else "user"
+    print(f"{user.email} ({user.id}): {role}, {'active' if user.is_active else 'deactivated'}")
+    return 0
+
+
+def read_new_password() -> str:
+    """Asked twice on a terminal; otherwise the first line of stdin (scripts). Never an
+    argument: arguments show in `ps` and shell history."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    password = getpass.getpass("Password: ")
+    if getpass.getpass("Password again: ") != password:
+        print("keel users create-admin: the passwords differ", file=sys.stderr)
+        raise SystemExit(1)
+    return password
+
+
 def new_domain(arguments: Sequence[str]) -> int:
     """A development command: the scaffold is keel_dev's, which the image does not ship."""
     try:
@@ -101,9 +137,30 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("revision", nargs="?", default="head")
     migrate.set_defaults(handler=cmd_migrate)
 
+    _add_users_parser(commands)
+
     # Listed for --help; main() hands its arguments to the scaffold, which parses them.
     commands.add_parser("new-domain", help="add a domain made from the items example (dev)")
     return parser
+
+
+def _add_users_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    users = commands.add_parser(
+        "users", help="make admins, demote, deactivate (use these, not SQL: see README)"
+    )
+    actions = users.add_subparsers(dest="action", required=True)
+    create = actions.add_parser(
+        "create-admin", help="a new admin account; the password is asked, or read from stdin"
+    )
+    create.add_argument("email")
+    grant = actions.add_parser("set-admin", help="grant the admin role (--revoke: take it away)")
+    grant.add_argument("email")
+    grant.add_argument("--revoke", action="store_true", help="demote to a plain user")
+    deactivate = actions.add_parser(
+        "deactivate", help="deactivate an account; its tokens stop working at once"
+    )
+    deactivate.add_argument("email")
+    users.set_defaults(handler=cmd_users, revoke=False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import math
+from collections import Counter
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal, Self
@@ -22,6 +24,23 @@ from keel.token_keys import KeyConfigError, load_keys
 # Development default: usable locally, refused in production by `_refuse_weak_production`.
 DEV_SECRET_KEY = "dev-insecure-secret-key-change-me-0123456789abcdef"  # noqa: S105
 MIN_SECRET_KEY_LENGTH = 32
+# Every secret value published in this repository (compose, the k8s example, the benchmarks):
+# refused in production even when long and varied, since anyone can read them.
+# tests/test_settings.py reads the repository and fails when a published value is not refused.
+PUBLISHED_SECRETS = frozenset(
+    {
+        DEV_SECRET_KEY,
+        "local-only-secret-key-not-for-any-real-deployment-0001",
+        "bench-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
+        "REPLACE_ME",
+    }
+)
+# Least Shannon entropy of a key's own characters, in bits: random hex digits of the minimum
+# length clear it with a wide margin, 'a' * 32 or a word and digits do not.
+MIN_SECRET_BITS = 80
+GENERATE_HINT = 'python -c "import secrets; print(secrets.token_urlsafe(48))"'
+# The SQLAlchemy forms (postgresql+asyncpg://, postgres://) are normalized to this scheme.
+POSTGRES_SCHEMES = frozenset({"postgresql", "postgres"})
 
 JwtAlgorithm = Literal["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "EdDSA"]
 
@@ -34,6 +53,32 @@ class Environment(StrEnum):
 
 class SettingsError(ValueError):
     """A setting breaks a rule; the message is one line naming the variable and the rule."""
+
+
+def _entropy_bits(secret: str) -> float:
+    """Shannon entropy of the text itself: what its characters' frequencies allow at most."""
+    total = len(secret)
+    return -sum(n * math.log2(n / total) for n in Counter(secret).values())
+
+
+def _repetitive(secret: str) -> bool:
+    """Mostly a repeated sequence ('changeme' * 4, with or without a suffix): most of its
+    three-character runs occur more than once."""
+    runs = [secret[start : start + 3] for start in range(len(secret) - 2)]
+    return len(set(runs)) * 2 < len(runs)
+
+
+def secret_weakness(secret: str) -> str | None:
+    """Why a production secret is guessable (the end of a one-line error), or None."""
+    if secret == DEV_SECRET_KEY:
+        return "must be set in production (the development default is refused)"
+    if secret.strip() in PUBLISHED_SECRETS:
+        return f"is a value published in the Keel repository; generate one: {GENERATE_HINT}"
+    if len(secret) < MIN_SECRET_KEY_LENGTH:
+        return f"must be at least {MIN_SECRET_KEY_LENGTH} characters in production"
+    if _repetitive(secret) or _entropy_bits(secret) < MIN_SECRET_BITS:
+        return f"is too predictable (low entropy); generate one: {GENERATE_HINT}"
+    return None
 
 
 def _split_csv(value: object) -> object:
@@ -52,6 +97,19 @@ class Settings(BaseSettings):
 
     # --- PostgreSQL (asyncpg pool) ---
     database_url: str = "postgresql://postgres@127.0.0.1:5432/keel"
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalize_database_url(cls, value: str) -> str:
+        """asyncpg takes postgresql:// only; the SQLAlchemy driver forms people copy
+        (postgresql+asyncpg://, +psycopg ...) name the same server. The message never
+        repeats the URL: it holds a password."""
+        scheme, separator, rest = value.partition("://")
+        dialect, _, _driver = scheme.partition("+")
+        if not separator or dialect.lower() not in POSTGRES_SCHEMES:
+            raise ValueError("must be a PostgreSQL URL: postgresql://user:password@host:5432/db")
+        return f"postgresql://{rest}"
+
     db_pool_min_size: int = Field(default=2, ge=0)
     # asyncpg has no overflow: size the pool to the request concurrency of one worker.
     db_pool_max_size: int = Field(default=16, ge=1)
@@ -221,6 +279,12 @@ class Settings(BaseSettings):
     # How long Redis remembers a session's state (active/admin/revoked); a miss reads PostgreSQL.
     auth_session_cache_ttl_seconds: int = Field(default=900, ge=1)
     password_min_length: int = Field(default=12, ge=8, le=128)
+    # Failed logins per target account (any IP): this many are free, then each further failure
+    # closes the account's logins (429) for the base delay, doubled per failure up to the max;
+    # a success or the max without failures forgets them (keel.auth.throttle).
+    login_free_failures: int = Field(default=5, ge=1)
+    login_backoff_base_seconds: float = Field(default=1.0, gt=0)
+    login_backoff_max_seconds: float = Field(default=900.0, gt=0)
     # argon2id; the defaults are OWASP's minimum (m=19 MiB, t=2, p=1).
     argon2_memory_cost_kib: int = Field(default=19_456, ge=7_168)
     argon2_time_cost: int = Field(default=2, ge=1)
@@ -321,23 +385,24 @@ class Settings(BaseSettings):
     def _refuse_weak_production(self) -> Self:
         if self.environment is not Environment.PRODUCTION:
             return self
-        secret = self.secret_key.get_secret_value()
-        if secret == DEV_SECRET_KEY:
-            raise SettingsError(
-                "SECRET_KEY must be set in production (the development default is refused)"
-            )
-        if len(secret) < MIN_SECRET_KEY_LENGTH:
-            raise SettingsError(
-                f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters in production"
-            )
+        secrets = [("SECRET_KEY", self.secret_key)]
+        if self.jwt_secret_key is not None and self.jwt_algorithm.startswith("HS"):
+            secrets.append(("JWT_SECRET_KEY", self.jwt_secret_key))
+        for variable, secret in secrets:
+            weakness = secret_weakness(secret.get_secret_value())
+            if weakness is not None:
+                raise SettingsError(f"{variable} {weakness}")
         return self
 
     @model_validator(mode="after")
     def _refuse_wildcard_cors_with_credentials(self) -> Self:
-        # Starlette would reflect any Origin back with credentials allowed: a CSRF hole.
-        if self.cors_allow_credentials and "*" in self.cors_origins:
+        # Starlette would reflect any Origin back with credentials allowed: a CSRF hole. "null"
+        # is the Origin of sandboxed iframes and file:// pages, which anyone can make.
+        wildcards = {origin.strip().lower() for origin in self.cors_origins} & {"*", "null"}
+        if self.cors_allow_credentials and wildcards:
             raise SettingsError(
-                "CORS_ORIGINS must list explicit origins when CORS_ALLOW_CREDENTIALS is true"
+                "CORS_ORIGINS must list explicit origins when CORS_ALLOW_CREDENTIALS is true "
+                "('*' and 'null' are refused)"
             )
         return self
 
@@ -346,13 +411,7 @@ class Settings(BaseSettings):
         # Every environment: a short HMAC secret or a missing/weak key file is a bug, not a
         # production-only concern. The loader names the variable and the rule.
 
-        if self.jwt_algorithm.startswith("HS"):
-            secret = self.jwt_signing_secret.get_secret_value()
-            if self.is_production and secret == DEV_SECRET_KEY:
-                raise SettingsError(
-                    "JWT_SECRET_KEY (or SECRET_KEY) must be set in production "
-                    "(the development default is refused)"
-                )
+        # Guessable HS secrets in production: `_refuse_weak_production`.
         if self.page_default_limit > self.page_max_limit:
             raise SettingsError("PAGE_DEFAULT_LIMIT must not exceed PAGE_MAX_LIMIT")
         try:

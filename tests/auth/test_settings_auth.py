@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from keel.settings import DEV_SECRET_KEY, Environment, Settings, describe_validation_error
 from tests.auth.test_tokens import _write_pair, write_rsa_keys
+from tests.test_settings import STRONG_SECRET
 
 
 def make(**values: Any) -> Settings:
@@ -32,12 +33,14 @@ def test_hmac_secret_shorter_than_the_hash_is_refused_everywhere() -> None:
 def test_production_refuses_the_development_jwt_secret() -> None:
     message = refusal(
         environment=Environment.PRODUCTION,
-        secret_key="s" * 48,
+        secret_key=STRONG_SECRET,
         jwt_secret_key=DEV_SECRET_KEY,
     )
     assert message.startswith("JWT_SECRET_KEY")
     assert make(
-        environment=Environment.PRODUCTION, secret_key="s" * 48, jwt_secret_key="j" * 48
+        environment=Environment.PRODUCTION,
+        secret_key=STRONG_SECRET,
+        jwt_secret_key=STRONG_SECRET[::-1],
     ).is_production
 
 

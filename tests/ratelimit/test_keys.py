@@ -105,3 +105,13 @@ def test_a_token_signed_with_another_key_gets_no_bucket_of_its_own() -> None:
     )
     key = ClientKey(settings)
     assert key(request("203.0.113.7", {"Authorization": f"Bearer {forged}"})) == "ip:203.0.113.7"
+
+
+def test_the_ip_key_ignores_even_a_valid_token() -> None:
+    """What `limit(..., by_ip=True)` routes count: a token must not open a fresh bucket."""
+    settings = make_settings()
+    token = issue_access_token(settings, uuid.uuid4(), uuid.uuid4())
+    key = ClientKey(settings)
+    sent = request("203.0.113.7", {"Authorization": f"Bearer {token}"})
+    assert key(sent).startswith("user:")
+    assert key.ip(sent) == "ip:203.0.113.7"

@@ -177,6 +177,16 @@ async def revoke_user_sessions(
     return [row["id"] for row in rows]
 
 
+async def lock_live_sessions(db: asyncpg.Connection, user_id: uuid.UUID) -> list[uuid.UUID]:
+    """The user's sessions not revoked, locked until the transaction ends: a concurrent
+    revocation waits for it, so its `r` in the cache is written after this transaction's."""
+    rows = await db.fetch(
+        "SELECT id FROM auth_sessions WHERE user_id = $1 AND revoked_at IS NULL FOR UPDATE",
+        user_id,
+    )
+    return [row["id"] for row in rows]
+
+
 async def purge_expired_refresh_tokens(db: asyncpg.Connection, limit: int) -> int:
     """Delete up to `limit` refresh tokens expired for over a day; returns how many."""
     deleted: int = await db.fetchval(

@@ -16,7 +16,7 @@ import structlog
 from redis.asyncio import Redis
 
 from keel.auth import repository as auth_repo
-from keel.auth import sessions
+from keel.auth import sessions, throttle
 from keel.auth.passwords import verify_password
 from keel.auth.sessions import REDIS_UNAVAILABLE, SessionCache, SessionState
 from keel.auth.tokens import (
@@ -69,13 +69,18 @@ def _state(is_admin: bool) -> SessionState:
 async def login(
     db: asyncpg.Connection, redis: Redis, settings: Settings, email: str, password: str
 ) -> IssuedTokens:
-    """Unknown email, wrong password, deactivated account: the same 401, after the same work."""
-    found = await auth_repo.credentials_by_email(db, normalize_email(email))
+    """Unknown email, wrong password, deactivated account: the same 401, after the same work.
+    Repeated failures for one email close its logins for a while (429, `keel.auth.throttle`)."""
+    email = normalize_email(email)
+    await throttle.check(redis, settings, email)
+    found = await auth_repo.credentials_by_email(db, email)
     matches, upgraded_hash = await verify_password(
         settings, password, found.password_hash if found else None
     )
     if found is None or not matches or not found.is_active:
+        await throttle.failed(redis, settings, email)
         raise Unauthorized(BAD_CREDENTIALS)
+    await throttle.succeeded(redis, settings, email)
     if upgraded_hash is not None:  # hashing parameters changed since this hash was made
         await auth_repo.set_password_hash(db, found.id, upgraded_hash)
     return await start_session(db, redis, settings, found.id, is_admin=found.is_admin)

@@ -104,3 +104,26 @@ async def mark_revoked(redis: Redis, settings: Settings, session_ids: Iterable[u
         for session_id in session_ids:
             pipe.set(session_key(settings, session_id), SessionState.REVOKED.value, ex=ttl)
         await pipe.execute()
+
+
+async def mark_state(
+    redis: Redis,
+    settings: Settings,
+    session_ids: Iterable[uuid.UUID],
+    user_id: uuid.UUID,
+    state: SessionState,
+) -> None:
+    """Overwrite live sessions' state (a role change), like `mark_revoked`: call inside the
+    changing transaction, before it commits, and only for sessions locked by it."""
+    ttl = settings.auth_session_cache_ttl_seconds
+    async with redis.pipeline(transaction=False) as pipe:
+        for session_id in session_ids:
+            pipe.set(session_key(settings, session_id), _value(state, user_id), ex=ttl)
+        await pipe.execute()
+
+
+async def forget(redis: Redis, settings: Settings, session_ids: Iterable[uuid.UUID]) -> None:
+    """Drop cached states: the next request of each session reads PostgreSQL."""
+    keys = [session_key(settings, session_id) for session_id in session_ids]
+    if keys:
+        await redis.delete(*keys)

@@ -1,5 +1,10 @@
 """Who a request is counted against: its user when it carries a valid access token, else its IP.
 
+Routes that guard credentials or reveal accounts (login, register, refresh, password and
+profile changes) count by IP whatever token is sent (`limit(..., by_ip=True)`, `ClientKey.ip`):
+tokens are free to whoever registers throw-away accounts, so a token must not open a fresh
+bucket there.
+
 * A bearer token counts only when it verifies (signature, algorithm, claims: the same check as
   authentication, `keel.auth.tokens`), so nobody gets a fresh bucket by sending made-up tokens.
   No database or Redis is asked: a revoked session still counts against its user, which is right
@@ -56,6 +61,10 @@ class ClientKey:
                 user = self.user_key(token.strip())
                 if user is not None:
                     return user
+        return self.ip(request)
+
+    def ip(self, request: Request) -> str:
+        """The client's IP key, whatever the request's Authorization header says."""
         client = request.scope.get("client")
         if not client:
             return UNKNOWN_CLIENT

@@ -10,7 +10,8 @@ import time, before any app or Redis exists):
 `Limiter` is a `slowapi.Limiter`: default limits, per-route limits (`Limit`/`LimitGroup`), key
 functions, `exempt`, `shared_limit`, `per_method`, `methods`, `cost`, `exempt_when`,
 `override_defaults` and `error_message` mean what they mean in slowapi, and slowapi's own
-registries (`_route_limits`, `_exempt_routes`, `_default_limits`) hold them. What differs is the
+registries (`_route_limits`, `_exempt_routes`, `_default_limits`) hold them; `by_ip=True` is
+Keel's own (the client IP whatever token is sent, `keel.ratelimit.keys`). What differs is the
 check: slowapi's runs on `limits`' synchronous storage, which blocks the event loop on every
 request and raises (500) or hangs when Redis is refused or blackholed. Here it runs on `limits`'
 asyncio Redis storage (`keel.ratelimit.storage`) through the fail-open client, and falls back to
@@ -63,6 +64,7 @@ class Declaration:
     exempt_when: Callable[..., bool] | None = None
     cost: int | Callable[[Request], int] = 1
     override_defaults: bool = True
+    by_ip: bool = False  # counted per client IP even when a valid token is sent
 
 
 def _declare(declaration: Declaration) -> Callable[[F], F]:
@@ -84,8 +86,10 @@ def limit(
     exempt_when: Callable[..., bool] | None = None,
     cost: int | Callable[[Request], int] = 1,
     override_defaults: bool = True,
+    by_ip: bool = False,
 ) -> Callable[[F], F]:
-    """slowapi's `Limiter.limit`; `value` is a limit string or a function of the Settings."""
+    """slowapi's `Limiter.limit`; `value` is a limit string or a function of the Settings.
+    `by_ip=True`: counted per client IP whatever token the request carries (`ClientKey.ip`)."""
     return _declare(
         Declaration(
             value,
@@ -97,6 +101,7 @@ def limit(
             exempt_when,
             cost,
             override_defaults,
+            by_ip,
         )
     )
 
@@ -225,10 +230,15 @@ class Limiter(SlowapiLimiter):
         registry: CollectorRegistry | None = None,
     ) -> None:
         default = settings.rate_limit_default.strip()
+        client_key = key_func or ClientKey(settings)
         with warnings.catch_warnings():
             # Starlette's Config warns that os.devnull is "not found" (it is no regular file).
             warnings.filterwarnings("ignore", "Config file", UserWarning)
-            self._init_slowapi(key_func or ClientKey(settings), [default] if default else [])
+            self._init_slowapi(client_key, [default] if default else [])
+        # The key of `by_ip` limits; a custom key function is used as given.
+        self.ip_key_func: KeyFunc = (
+            client_key.ip if isinstance(client_key, ClientKey) else client_key
+        )
         self.enabled = settings.rate_limit_enabled
         self.settings = settings
         self.exempt_paths = frozenset(settings.rate_limit_exempt_paths)
@@ -270,7 +280,7 @@ class Limiter(SlowapiLimiter):
             limit_string = value if isinstance(value, str) else value(self.settings)
             group = LimitGroup(
                 limit_string,
-                declaration.key_func or self._key_func,
+                declaration.key_func or (self.ip_key_func if declaration.by_ip else self._key_func),
                 declaration.scope,
                 declaration.per_method,
                 list(declaration.methods) if declaration.methods else None,

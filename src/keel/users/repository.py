@@ -55,6 +55,16 @@ async def deactivate(db: Writer, user_id: uuid.UUID) -> UserRead | None:
     return await users.update(db, {"is_active": False}, "id = $1", user_id)
 
 
+async def set_admin(db: Writer, user_id: uuid.UUID, is_admin: bool) -> UserRead | None:
+    return await users.update(db, {"is_admin": is_admin}, "id = $1", user_id)
+
+
+async def id_by_email(db: Reader, email: str) -> uuid.UUID | None:
+    """The account of a (normalized) email, for operators' commands."""
+    user_id: uuid.UUID | None = await db.fetchval("SELECT id FROM users WHERE email = $1", email)
+    return user_id
+
+
 async def list_page(db: Reader, page: PageRequest) -> Slice[UserRead]:
     """Oldest first, keyset on (created_at, id): served by ix_users_created_at_id."""
     return await fetch_page(users, db, page, "true", sort="created_at")

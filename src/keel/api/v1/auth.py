@@ -67,7 +67,7 @@ class RefreshRequest(BaseModel):
     summary="Register an account",
     responses=problems(400, 413, 409, 422),
 )
-@limit(lambda settings: settings.rate_limit_register)
+@limit(lambda settings: settings.rate_limit_register, by_ip=True)
 async def register(body: UserCreate, db: Db, settings: AppSettings) -> UserRead:
     """Create an account. The password policy's rules come back as one 422 naming each rule."""
     return UserRead.model_validate(await users_service.register(db, settings, body))
@@ -88,7 +88,7 @@ async def register(body: UserCreate, db: Db, settings: AppSettings) -> UserRead:
         }
     },
 )
-@limit(lambda settings: settings.rate_limit_login)
+@limit(lambda settings: settings.rate_limit_login, by_ip=True)
 async def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     db: Db,
@@ -107,7 +107,7 @@ async def login(
     summary="Rotate the refresh token",
     responses=problems(400, 413, 401, 422),
 )
-@limit(lambda settings: settings.rate_limit_refresh)
+@limit(lambda settings: settings.rate_limit_refresh, by_ip=True)
 async def refresh(
     body: RefreshRequest, database: DatabaseDep, redis: RedisDep, settings: AppSettings
 ) -> TokenResponse:
