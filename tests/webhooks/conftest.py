@@ -1,5 +1,6 @@
 """Webhook fixtures: fast retry/breaker settings, loopback allowed for the local receiver, an
-app that really commits (for tests with a worker process), and worker processes."""
+app that really commits (for tests with a worker process), worker processes, and the worker's
+resources for running the delivery code in the test itself."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from redis.asyncio import Redis
 
 from keel.main import create_app
+from keel.resources import Resources, open_resources
 from keel.settings import Settings
 from tests.auth.accounts import Account, make_account
 from tests.helpers.lifespan import LifespanManager
@@ -130,3 +132,10 @@ def wait_delivery(database_url: str) -> DeliveryWaiter:
             await connection.close()
 
     return wait
+
+
+@pytest.fixture
+async def resources(settings: Settings) -> AsyncIterator[Resources]:
+    """What a worker opens (its Redis, its HTTP client ...), for the delivery code run here."""
+    async with open_resources(settings, "test") as opened:
+        yield opened

@@ -1,6 +1,7 @@
 """A real HTTP receiver on 127.0.0.1 whose answers the test scripts (h11, one asyncio server).
 
-`script` is consumed one answer per request (then `default`); `down()` makes it accept each
+`script` is consumed one answer per request (then `default`); a path in `routes` always gets
+its own answer (several endpoints on one receiver); `down()` makes it accept each
 connection and reset it at once (the peer sees a dropped connection; `connections` still counts
 it, so a test can assert that nothing even connected).
 """
@@ -40,6 +41,7 @@ class Receiver:
     def __init__(self, *replies: Reply, default: Reply | None = None) -> None:
         self.script: deque[Reply] = deque(replies)
         self.default = default or Reply()
+        self.routes: dict[str, Reply] = {}
         self.requests: list[Received] = []
         self.connections = 0
         self.is_down = False
@@ -50,7 +52,13 @@ class Receiver:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
+        return self.url_for("/hook")
+
+    def url_for(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def paths(self) -> list[str]:
+        return [request.path for request in self.requests]
 
     def down(self) -> None:
         self.is_down = True
@@ -141,7 +149,10 @@ class Receiver:
                 )
             )
             self._changed.set()
-            reply = self.script.popleft() if self.script else self.default
+            path = request.target.decode()
+            reply = self.routes.get(path) or (
+                self.script.popleft() if self.script else self.default
+            )
             if reply.delay:
                 await asyncio.sleep(reply.delay)
             headers = [("content-length", str(len(reply.body))), *reply.headers]

@@ -154,7 +154,7 @@ async def test_breaker_opens_on_a_down_receiver_and_closes_when_it_returns(
 
         first = await live.ping(account, endpoint["id"])
         deadline = time.monotonic() + 10
-        while not await breaker.is_open(host):
+        while not await breaker.is_open(host, account.id):
             assert time.monotonic() < deadline, "the breaker never opened"
             await asyncio.sleep(0.02)
         # Exactly `threshold` connection attempts opened it (each was accepted and reset).
@@ -164,7 +164,7 @@ async def test_breaker_opens_on_a_down_receiver_and_closes_when_it_returns(
         more = [await live.ping(account, endpoint["id"]) for _ in range(3)]
         connections_while_open = receiver.connections
         await asyncio.sleep(settings.webhook_breaker_cooldown_seconds * 0.6)
-        assert await breaker.is_open(host)
+        assert await breaker.is_open(host, account.id)
         assert receiver.connections == connections_while_open == threshold
 
         # The receiver returns: after the cool-down a probe succeeds, the breaker closes and
@@ -172,7 +172,7 @@ async def test_breaker_opens_on_a_down_receiver_and_closes_when_it_returns(
         receiver.up()
         for accepted in (first, *more):
             await wait_delivery(accepted["delivery_id"], "succeeded", within=20)
-        assert not await breaker.is_open(host)
+        assert not await breaker.is_open(host, account.id)
         assert receiver.unique_ids() == {a["delivery_id"] for a in (first, *more)}
 
 

@@ -20,6 +20,7 @@ from keel.cache import Cache
 from keel.db.database import Database, Reader, Writer
 from keel.db.request_transaction import RequestTransaction
 from keel.kit.pagination import PageRequest
+from keel.kit.schemas import NO_NUL
 from keel.middleware.deadline import extend_deadline
 from keel.observability.context import bind_user_id
 from keel.resources import Resources
@@ -89,7 +90,7 @@ CacheDep = Annotated[Cache, Depends(get_cache)]
 async def get_page_request(
     request: Request,
     limit: Annotated[int | None, Query(ge=1, description="Capped by PAGE_MAX_LIMIT")] = None,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    cursor: Annotated[str | None, Query(max_length=512, pattern=NO_NUL)] = None,
 ) -> PageRequest:
     """`limit` and `cursor` of a listing (keel.kit.pagination), declared once for all of them."""
     settings = _resources(request).settings

@@ -6,6 +6,8 @@ which the middleware uses too.
 
 from __future__ import annotations
 
+import itertools
+
 import asyncpg
 import structlog
 from fastapi import FastAPI, Request
@@ -18,6 +20,7 @@ from starlette.responses import Response
 
 from keel.db.database import UNAVAILABLE_ERRORS
 from keel.errors import AppError, Conflict, DependencyUnavailable
+from keel.kit.schemas import MAX_ERRORS
 from keel.problems import problem_response, render_app_error, unhandled_error_response
 
 log = structlog.get_logger(__name__)
@@ -30,10 +33,14 @@ async def _app_error(request: Request, exc: Exception) -> Response:
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
+    found = exc.errors()
+    # The first MAX_ERRORS, and how many there were: the answer's size is bounded whatever
+    # the body held (InputModel bounds the validation work the same way).
     errors = [
         {"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]}
-        for error in exc.errors()
+        for error in itertools.islice(found, MAX_ERRORS)
     ]
+    extensions = {"errors": errors, "error_count": len(found)}
     malformed = any(error["type"] == "json_invalid" for error in errors)
     if malformed:
         return problem_response(
@@ -42,7 +49,7 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
             "Bad Request",
             type_="/problems/malformed-body",
             detail="The request body is not valid JSON.",
-            extensions={"errors": errors},
+            extensions=extensions,
         )
     return problem_response(
         request,
@@ -50,7 +57,7 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
         "Unprocessable Content",
         type_="/problems/validation-error",
         detail="The request does not match the schema.",
-        extensions={"errors": errors},
+        extensions=extensions,
     )
 
 

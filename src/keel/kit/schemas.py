@@ -7,18 +7,36 @@
   `is_admin` sent by a client are a 422, never stored). Values are validated as JSON sends
   them: a date, a UUID, a decimal arrive as text and are parsed; declare booleans and numbers
   `StrictBool` / `StrictInt` / `StrictFloat` so that `"done": 1` or `"count": "5"` is a 422,
-  not a guess.
+  not a guess. The work is bounded by the model, not by the body: past `MAX_ERRORS` unknown
+  fields, they are counted, not validated one by one (pydantic makes an error object per
+  unknown key, and a 1 MiB body holds ~90,000 of them).
 - `PartialUpdate`: a PATCH body. Only the fields sent change, at least one must be sent, and
   fields in `not_null` may be left out but not sent as null.
+- `PasswordForm`: the OAuth2 password flow's form (`OAuth2PasswordRequestForm`'s fields), its
+  text held to the same NUL rule.
+
+Every text input of the API refuses NUL (a test walks the OpenAPI document for it), except a
+password, which is hashed and never reaches PostgreSQL as text.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Self
+import functools
+import itertools
+from typing import Annotated, Any, ClassVar, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, GetJsonSchemaHandler, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    model_validator,
+)
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import core_schema
+from pydantic_core import InitErrorDetails, PydanticCustomError, core_schema
 
 NO_NUL = r"^[^\x00]*$"
 # At least one character that is not whitespace, and no NUL.
@@ -27,6 +45,9 @@ NOT_BLANK = r"^[^\x00]*[^\s\x00][^\x00]*$"
 # and the stored value has surrounding whitespace removed. pydantic's `strip_whitespace=True`
 # strips before checking the length, which accepted more than the schema allows.
 STRIP = AfterValidator(str.strip)
+# A 422 lists at most this many errors (keel.api.problems), and a body with more unknown fields
+# than this is refused without validating each of them.
+MAX_ERRORS = 20
 
 
 class InputModel(BaseModel):
@@ -35,6 +56,43 @@ class InputModel(BaseModel):
     # Not strict=True: FastAPI validates the parsed JSON as Python objects, and strict mode would
     # then refuse a date or a UUID given as text, which is the only way JSON can send one.
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _bound_unknown_fields(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        """Many unknown fields: one summary and the first few, in time that does not grow with
+        their number (the keys are counted, not looked at one by one)."""
+        if isinstance(data, dict) and len(data) > MAX_ERRORS:
+            accepted = _accepted_keys(cls)
+            unknown = len(data) - sum(1 for key in accepted if key in data)
+            if unknown > MAX_ERRORS:
+                raise _too_many_unknown_fields(cls.__name__, data, accepted, unknown)
+        return handler(data)
+
+
+@functools.cache
+def _accepted_keys(model: type[BaseModel]) -> frozenset[str]:
+    """The keys a body of `model` may hold: field names and their string aliases."""
+    keys = set(model.model_fields)
+    for field in model.model_fields.values():
+        keys.update(a for a in (field.alias, field.validation_alias) if isinstance(a, str))
+    return frozenset(keys)
+
+
+def _too_many_unknown_fields(
+    title: str, data: dict[Any, Any], accepted: frozenset[str], unknown: int
+) -> ValidationError:
+    """`MAX_ERRORS` errors: how many unknown fields were sent, then the first of them, each as
+    pydantic reports an unknown field."""
+    summary = PydanticCustomError(
+        "too_many_unknown_fields",
+        "{count} fields are not in the schema; the first {listed} are listed",
+        {"count": unknown, "listed": MAX_ERRORS - 1},
+    )
+    first = itertools.islice((key for key in data if key not in accepted), MAX_ERRORS - 1)
+    errors: list[InitErrorDetails] = [{"type": summary, "loc": (), "input": None}]
+    errors += [{"type": "extra_forbidden", "loc": (key,), "input": data[key]} for key in first]
+    return ValidationError.from_exception_data(title, errors)
 
 
 class PartialUpdate(InputModel):
@@ -72,3 +130,21 @@ class PartialUpdate(InputModel):
         """The fields sent, in declaration order."""
         sent = self.model_fields_set
         return {name: getattr(self, name) for name in type(self).model_fields if name in sent}
+
+
+class PasswordForm(BaseModel):
+    """OAuth2 password flow (RFC 6749 section 4.3.2). No text but the password may hold NUL."""
+
+    # The fields, names and defaults of FastAPI's `OAuth2PasswordRequestForm`; declared
+    # `Annotated[PasswordForm, Form()]`. Every text but the password refuses NUL: the username
+    # is looked up in PostgreSQL, where a NUL was a 500. Fields a client adds are ignored, as
+    # OAuth2 allows.
+    grant_type: Annotated[str | None, Field(pattern="^password$")] = None
+    username: Annotated[str, Field(pattern=NO_NUL)]
+    # Hashed and compared, never stored: any character, as registration accepts.
+    password: Annotated[str, Field(json_schema_extra={"format": "password"})]
+    scope: Annotated[str, Field(pattern=NO_NUL)] = ""
+    client_id: Annotated[str | None, Field(pattern=NO_NUL)] = None
+    client_secret: Annotated[
+        str | None, Field(pattern=NO_NUL, json_schema_extra={"format": "password"})
+    ] = None

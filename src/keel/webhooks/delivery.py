@@ -221,7 +221,7 @@ class DeliveryRun:
     async def _attempt(self, task: repo.DeliveryTask, url: httpx.URL, body: bytes) -> None:
         """One attempt, logged before it is sent and completed after; raises its failure."""
         host = breaker_key(url)
-        wait = await self.breaker.wait_seconds(host)
+        wait = await self.breaker.wait_seconds(host, task.owner_id)
         if wait > 0:
             raise BreakerOpen(wait)
         started_at = datetime.now(UTC)
@@ -253,7 +253,7 @@ class DeliveryRun:
     async def _send_and_judge(
         self, task: repo.DeliveryTask, body: bytes, host: str
     ) -> AttemptResult:
-        """Send the request and judge the answer, telling the host's breaker how it went."""
+        """Send the request and judge the answer, telling the breakers how it went."""
         try:
             status_code, snippet, retry_after = await self._send(task, body)
         except ssrf.UnsafeUrl as exc:
@@ -262,24 +262,29 @@ class DeliveryRun:
         except (httpx.HTTPError, OSError, TimeoutError) as exc:
             error = describe(exc)
             failure = Transient(error)
-            await self.breaker.record_failure(host)
+            await self.breaker.record_failure(host, task.owner_id)
             return AttemptResult(None, error, failure)
-        return await self._judge_answer(host, status_code, snippet, retry_after)
+        return await self._judge_answer(task, host, status_code, snippet, retry_after)
 
     async def _judge_answer(
-        self, host: str, status_code: int, snippet: str, retry_after: float | None
+        self,
+        task: repo.DeliveryTask,
+        host: str,
+        status_code: int,
+        snippet: str,
+        retry_after: float | None,
     ) -> AttemptResult:
         """2xx succeeds; 408, 429 and 5xx are worth another attempt; any other answer is final."""
         if 200 <= status_code < 300:
-            await self.breaker.record_success(host)
+            await self.breaker.record_success(host, task.owner_id)
             return AttemptResult(status_code, None, None)
         error = f"HTTP {status_code}: {snippet}".strip()
         if status_code in (408, 429) or status_code >= 500:
             failure = Transient(error, retry_after)
-            await self.breaker.record_failure(host)
+            await self.breaker.record_failure(host, task.owner_id)
             return AttemptResult(status_code, error, failure)
         # The host answered: it is up, whatever it thinks of this request.
-        await self.breaker.record_success(host)
+        await self.breaker.record_success(host, task.owner_id)
         return AttemptResult(status_code, error, Permanent(error))
 
     async def _send(self, task: repo.DeliveryTask, body: bytes) -> tuple[int, str, float | None]:

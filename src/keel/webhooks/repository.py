@@ -76,6 +76,7 @@ class DeliveryTask:
     url: str
     is_active: bool
     secrets: list[str]
+    owner_id: uuid.UUID  # the endpoint's: whose circuit breaker the attempts count on
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,7 +355,8 @@ async def load_task(db: asyncpg.Connection, delivery_id: uuid.UUID) -> DeliveryT
         """
         SELECT d.id, d.status, d.attempts, d.enqueue_count, d.payload, e.url, e.is_active,
                CASE WHEN e.previous_secret IS NOT NULL AND e.previous_secret_expires_at > now()
-                    THEN ARRAY[e.secret, e.previous_secret] ELSE ARRAY[e.secret] END AS secrets
+                    THEN ARRAY[e.secret, e.previous_secret] ELSE ARRAY[e.secret] END AS secrets,
+               e.owner_id
         FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
         WHERE d.id = $1
         """,

@@ -41,7 +41,9 @@ async def check_url(url: str, settings: Settings) -> str:
     except ssrf.UnsafeUrl as error:
         raise Unprocessable(f"url: {error}", field="url") from None
     except (OSError, TimeoutError):
-        raise Unprocessable("url: the host name does not resolve", field="url") from None
+        # Worded as a forbidden address is: telling "no such name" from "an internal name"
+        # would let a user probe which internal names exist.
+        raise Unprocessable(f"url: {ssrf.NOT_PUBLIC}", field="url") from None
     return url
 
 

@@ -7,6 +7,14 @@ every address it resolves to, and the delivery then connects to the checked addr
 (`Host` header and TLS SNI keep the name), so a DNS answer that changes between the check and
 the connection (DNS rebinding) cannot redirect it. Redirects are never followed.
 
+`ipaddress` alone is not the judge: it calls 6to4 (`2002::/16`) and site-local (`fec0::/10`)
+addresses global whatever they lead to, and its answers differ between Python versions. So an
+IPv6 address that carries an IPv4 address (IPv4-mapped and -compatible, 6to4, Teredo, NAT64) is
+refused when the IPv4 address inside is, and a few ranges are refused by name.
+
+The refusal never says which address a name resolved to (that would let any user map internal
+DNS through the 422), nor whether it resolved at all; the log has the address.
+
 `WEBHOOK_ALLOWED_NETWORKS` lists CIDRs allowed despite that (local development, tests).
 """
 
@@ -19,14 +27,36 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import httpx
+import structlog
 
 from keel.settings import Settings
+
+log = structlog.get_logger(__name__)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 RESOLVE_TIMEOUT_SECONDS = 3.0
 MAX_URL_LENGTH = 2048
+# The one answer for a host that is not public or does not resolve: the same text whatever the
+# name resolved to, so the API cannot be used to probe internal DNS.
+NOT_PUBLIC = "the URL's host must be, or resolve only to, public addresses"
+
+# Refused whatever `ipaddress` says of them (it calls some of them global).
+_ALWAYS_FORBIDDEN: tuple[IPNetwork, ...] = tuple(
+    ipaddress.ip_network(cidr)
+    for cidr in (
+        "192.0.0.0/24",  # IETF protocol assignments (anycast relays, NAT64 discovery)
+        "192.88.99.0/24",  # 6to4 relay anycast
+        "fec0::/10",  # site-local: deprecated, still routed inside some networks
+        "2001::/32",  # Teredo: tunnels into hosts behind NAT; no receiver needs one
+        "64:ff9b:1::/48",  # local-use NAT64: the IPv4 address inside may sit at any offset
+    )
+)
+# NAT64's well-known prefix: the last 32 bits are the IPv4 address the translator reaches.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+# IPv4-compatible addresses (deprecated): the last 32 bits are an IPv4 address.
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 
 
 class UnsafeUrl(ValueError):
@@ -70,10 +100,27 @@ def _networks(settings: Settings) -> list[IPNetwork]:
     return [ipaddress.ip_network(cidr, strict=False) for cidr in settings.webhook_allowed_networks]
 
 
+def embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 transition form carries (a packet to it may end up there)."""
+    if address.ipv4_mapped is not None:
+        return [address.ipv4_mapped]
+    if address.sixtofour is not None:
+        return [address.sixtofour]
+    if address.teredo is not None:
+        return list(address.teredo)  # the relay server and the client behind its NAT
+    if address in _NAT64 or (address in _IPV4_COMPATIBLE and int(address) > 1):
+        return [ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)]
+    return []
+
+
 def is_forbidden(address: IPAddress) -> bool:
-    """Anything that is not a public unicast address."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return is_forbidden(address.ipv4_mapped)
+    """Anything that is not a public unicast address, or that carries one that is not."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            # A dual-stack socket connects to exactly that IPv4 address: judged as it.
+            return is_forbidden(address.ipv4_mapped)
+        if any(is_forbidden(inner) for inner in embedded_ipv4(address)):
+            return True
     return (
         not address.is_global
         or address.is_multicast
@@ -82,15 +129,18 @@ def is_forbidden(address: IPAddress) -> bool:
         or address.is_loopback
         or address.is_link_local
         or address.is_private
+        or any(address in network for network in _ALWAYS_FORBIDDEN)
     )
 
 
-def check_address(address: IPAddress, settings: Settings) -> None:
+def check_address(address: IPAddress, settings: Settings, host: str) -> None:
     if not is_forbidden(address):
         return
     if any(address in network for network in _networks(settings)):
         return
-    raise UnsafeUrl(f"the URL resolves to a forbidden address ({address})")
+    # The operator may see where the name led; the user who sent it may not.
+    log.info("webhook URL refused: not a public address", host=host, address=str(address))
+    raise UnsafeUrl(NOT_PUBLIC)
 
 
 def parse_url(raw: str, settings: Settings) -> httpx.URL:
@@ -135,5 +185,5 @@ async def resolve_target(raw: str, settings: Settings) -> Target:
         if not addresses:
             raise OSError(f"{url.host} resolves to no address")
     for address in addresses:
-        check_address(address, settings)
+        check_address(address, settings, url.host)
     return Target(url=url, address=addresses[0])

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, status
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi import APIRouter, Form, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from keel.api.deps import AppSettings, CurrentUser, DatabaseDep, Db, RedisDep
 from keel.api.v1.openapi import problems
 from keel.auth import service as auth_service
 from keel.auth.service import IssuedTokens
+from keel.kit.schemas import NO_NUL, PasswordForm
 from keel.ratelimit import limit
 from keel.users import service as users_service
 from keel.users.schemas import UserCreate, UserRead
@@ -57,7 +57,7 @@ class RefreshRequest(BaseModel):
         json_schema_extra={"examples": [{"refresh_token": "rt_5JbY1m6xQ0r4Xb8o2bqv1KXrPZ3dWc7f"}]},
     )
 
-    refresh_token: str = Field(min_length=1, max_length=256)
+    refresh_token: str = Field(min_length=1, max_length=256, pattern=NO_NUL)
 
 
 @router.post(
@@ -90,7 +90,7 @@ async def register(body: UserCreate, db: Db, settings: AppSettings) -> UserRead:
 )
 @limit(lambda settings: settings.rate_limit_login, by_ip=True)
 async def login(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    form: Annotated[PasswordForm, Form()],
     db: Db,
     redis: RedisDep,
     settings: AppSettings,

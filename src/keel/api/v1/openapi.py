@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from keel.kit.schemas import MAX_ERRORS
 from keel.problems import Problem
 
 _PROBLEM_SCHEMA = Problem.model_json_schema()
@@ -15,7 +16,7 @@ _DESCRIPTIONS = {
     409: "Conflicts with existing data",
     412: "If-Match does not match the current ETag",
     413: "The request body is larger than MAX_BODY_SIZE",
-    422: "Validation failed",
+    422: f"Validation failed: `errors` lists the first {MAX_ERRORS}, `error_count` says how many",
     503: "A dependency (PostgreSQL, Redis) is unavailable; retry after Retry-After",
 }
 
