@@ -22,7 +22,7 @@ LOCK_ARGS_requirements-lowest.lock = --group dev --resolution lowest-direct \
 compile_lock = $(UV) pip compile pyproject.toml $(LOCK_FLAGS) $(LOCK_ARGS_$(1)) -o $(2)
 LOWEST_VENV := .venv-lowest
 
-.PHONY: help venv dev test test-lowest lint format typecheck deploy-check lock lock-check domain migrate bench contract clean
+.PHONY: help venv dev test test-lowest test-python lint format typecheck deploy-check lock lock-check domain migrate bench contract clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -55,6 +55,16 @@ test-lowest: $(UV) ## the whole suite on the lowest versions pyproject.toml allo
 	$(UV) pip sync --quiet --python $(LOWEST_VENV)/bin/python requirements-lowest.lock
 	$(UV) pip install --quiet --python $(LOWEST_VENV)/bin/python --no-deps -e .
 	$(LOWEST_VENV)/bin/pytest $(PYTEST_ARGS)
+
+# The suite on another Python version, in a venv of its own (.venv-3.13 ...); the interpreter
+# is found on PATH or through pyenv (scripts/find_python.sh). Exit 3: not on this machine.
+test-python: $(UV) ## the whole suite on Python $(PY): make test-python PY=3.13
+	@test -n "$(PY)" || { echo "usage: make test-python PY=3.13"; exit 2; }
+	@interpreter=$$(bash scripts/find_python.sh $(PY)) || { echo "Python $(PY) is not on this machine"; exit 3; }; \
+	  test -x .venv-$(PY)/bin/python || $(UV) venv --quiet --python "$$interpreter" .venv-$(PY)
+	$(UV) pip sync --quiet --python .venv-$(PY)/bin/python requirements-dev.lock
+	$(UV) pip install --quiet --python .venv-$(PY)/bin/python --no-deps -e .
+	.venv-$(PY)/bin/pytest $(PYTEST_ARGS)
 
 lint: $(BIN)/.synced ## ruff format --check + ruff check
 	$(BIN)/ruff format --check src tests migrations bench scripts
@@ -93,4 +103,4 @@ contract: $(BIN)/.synced ## schemathesis CLI vs a running `make dev` (CONTRACT_U
 	$(BIN)/python scripts/contract.py $(CONTRACT_ARGS)
 
 clean: ## remove the virtualenvs and caches (embedded dev data in .keel/ is kept)
-	rm -rf $(VENV) $(LOWEST_VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(LOWEST_VENV) .venv-3.* $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

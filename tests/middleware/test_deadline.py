@@ -146,9 +146,8 @@ async def test_a_started_response_is_not_replaced() -> None:
         await serving
 
 
-async def test_with_the_deadline_off_a_slow_request_runs_on(
-    settings: Settings, db_connection: asyncpg.Connection, redis: Redis
-) -> None:
+@pytest.fixture
+def without_deadline(settings: Settings) -> FastAPI:
     application = create_app(settings.model_copy(update={"request_deadline_seconds": 0}))
 
     @application.get("/t/a-while")
@@ -156,7 +155,13 @@ async def test_with_the_deadline_off_a_slow_request_runs_on(
         await asyncio.sleep(0.4)
         return {"bounded": "keel.deadline" in request.scope}
 
-    async with LifespanManager(application) as lifespan:
+    return application
+
+
+async def test_with_the_deadline_off_a_slow_request_runs_on(
+    without_deadline: FastAPI, db_connection: asyncpg.Connection, redis: Redis
+) -> None:
+    async with LifespanManager(without_deadline) as lifespan:
         lifespan.use_database(TransactionBoundDatabase(db_connection))
         transport = httpx.ASGITransport(app=lifespan.asgi)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:

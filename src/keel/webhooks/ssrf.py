@@ -7,10 +7,11 @@ every address it resolves to, and the delivery then connects to the checked addr
 (`Host` header and TLS SNI keep the name), so a DNS answer that changes between the check and
 the connection (DNS rebinding) cannot redirect it. Redirects are never followed.
 
-`ipaddress` alone is not the judge: it calls 6to4 (`2002::/16`) and site-local (`fec0::/10`)
-addresses global whatever they lead to, and its answers differ between Python versions. So an
-IPv6 address that carries an IPv4 address (IPv4-mapped and -compatible, 6to4, Teredo, NAT64) is
-refused when the IPv4 address inside is, and a few ranges are refused by name.
+`ipaddress` alone is not the judge: before Python 3.13 it calls 6to4 (`2002::/16`) and
+site-local (`fec0::/10`) addresses global whatever they lead to, and its answers differ between
+Python versions. So an IPv6 address that carries an IPv4 address (IPv4-mapped and -compatible,
+Teredo, NAT64) is refused when the IPv4 address inside is, and a few ranges are refused by name,
+6to4 among them (deprecated by RFC 7526; no receiver needs it), so every version answers alike.
 
 The refusal never says which address a name resolved to (that would let any user map internal
 DNS through the 422), nor whether it resolved at all; the log has the address.
@@ -48,6 +49,7 @@ _ALWAYS_FORBIDDEN: tuple[IPNetwork, ...] = tuple(
     for cidr in (
         "192.0.0.0/24",  # IETF protocol assignments (anycast relays, NAT64 discovery)
         "192.88.99.0/24",  # 6to4 relay anycast
+        "2002::/16",  # 6to4: deprecated; Python 3.13 calls it not global, 3.11 global
         "fec0::/10",  # site-local: deprecated, still routed inside some networks
         "2001::/32",  # Teredo: tunnels into hosts behind NAT; no receiver needs one
         "64:ff9b:1::/48",  # local-use NAT64: the IPv4 address inside may sit at any offset
