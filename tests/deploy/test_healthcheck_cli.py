@@ -1,7 +1,9 @@
-"""`keel healthcheck`: the probe the Dockerfile HEALTHCHECK and compose run in the container."""
+"""`keel healthcheck`, the probe the Dockerfile HEALTHCHECK and compose run in the container,
+and `keel serve` as the compose dev loop runs it."""
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -81,3 +83,21 @@ def test_only_the_probe_paths_are_accepted() -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["healthcheck", "--path=/admin"])
     assert exit_info.value.code == 2
+
+
+def test_serve_runs_without_the_images_multiprocess_directory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The dev compose loop runs `keel serve` in the image, whose ENV names a multiprocess
+    # directory that only gunicorn creates: prometheus-client would write there and fail.
+    import uvicorn
+
+    seen: dict[str, str | None] = {}
+
+    def fake_run(*_args: object, **_kwargs: object) -> None:
+        seen["dir"] = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/tmp/prometheus")  # noqa: S108
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    assert main(["serve"]) == 0
+    assert seen == {"dir": None}
