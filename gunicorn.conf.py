@@ -3,7 +3,7 @@
 Every knob comes from the environment so the same file serves the image, compose and Kubernetes.
 docs/deployment.md explains the numbers; tests/deploy/ checks the budget and the lifecycle.
 
-    WEB_CONCURRENCY        worker processes (default: usable CPU cores, cgroup quota aware)
+    WEB_CONCURRENCY        worker processes (default: usable CPU cores, cgroup v1/v2 quota aware)
     BIND                   listen address (default 0.0.0.0:$PORT, PORT default 8000)
     DRAIN_TIMEOUT          seconds in-flight requests get after SIGTERM (default 25)
                            -> graceful_timeout = DRAIN_TIMEOUT + 5 (lifespan shutdown + exit)
@@ -25,6 +25,7 @@ import asyncio
 import math
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,17 +37,41 @@ def _env_int(name: str, default: int) -> int:
     return int(raw) if raw else default
 
 
-def usable_cpus() -> int:
-    """CPU cores this process may use: the affinity mask, capped by a cgroup v2 CPU quota."""
+def usable_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """CPU cores this process may use: the affinity mask, capped by a cgroup CPU quota."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     cpus = cpus or 1
+    quota = cgroup_cpu_quota(cgroup_root)
+    return cpus if quota is None else max(1, min(cpus, math.ceil(quota)))
+
+
+def cgroup_cpu_quota(root: Path) -> float | None:
+    """The CPU quota in cores (cgroup v2 `cpu.max`, else v1 `cpu.cfs_quota_us` / `_period_us`),
+    or None when unlimited or unreadable. Hosts still on cgroup v1 (older distributions, some
+    managed Kubernetes nodes) would otherwise get one worker per host core, whatever the limit."""
     try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        quota, period = (root / "cpu.max").read_text().split()[:2]
     except (OSError, ValueError):
-        return cpus
-    if quota == "max":
-        return cpus
-    return max(1, min(cpus, math.ceil(int(quota) / int(period))))
+        pass
+    else:
+        return None if quota == "max" else _cores(quota, period)
+    # v1 mounts the cpu controller as cpu/ or as the combined cpu,cpuacct/ (often both).
+    for controller in ("cpu", "cpu,cpuacct"):
+        try:
+            quota = (root / controller / "cpu.cfs_quota_us").read_text().strip()
+            period = (root / controller / "cpu.cfs_period_us").read_text().strip()
+        except OSError:
+            continue
+        return None if quota == "-1" else _cores(quota, period)
+    return None
+
+
+def _cores(quota: str, period: str) -> float | None:
+    try:
+        cores = int(quota) / int(period)
+    except (ValueError, ZeroDivisionError):
+        return None
+    return cores if cores > 0 else None
 
 
 # --- server socket and processes ---
@@ -77,6 +102,8 @@ forwarded_allow_ips = os.environ.get(
 )
 accesslog = None  # access logs come from Keel's middleware, one JSON line per request
 errorlog = "-"
+# The master's own lines as JSON, like the workers' (keel/gunicorn_logging.py).
+logger_class = "keel.gunicorn_logging.JsonLogger"
 loglevel = os.environ.get("LOG_LEVEL", "INFO").lower()
 control_socket_disable = True  # no runtime control socket in a container
 
@@ -88,13 +115,24 @@ def on_starting(server: Any) -> None:
     if not directory:
         return
     path = Path(directory)
-    path.mkdir(parents=True, exist_ok=True)
-    # Files left by a previous run would be summed into this run's counters.
-    for entry in path.iterdir():
-        if entry.is_dir():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        # Files left by a previous run would be summed into this run's counters.
+        for entry in path.iterdir():
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    except OSError as error:
+        # Typically a read-only root filesystem without the /tmp tmpfs: say so in one line
+        # instead of a traceback from deep inside gunicorn's start-up.
+        server.log.error(
+            "cannot prepare PROMETHEUS_MULTIPROC_DIR=%s (%s): the container needs a writable "
+            "tmpfs on /tmp when the root filesystem is read-only (docs/deployment.md)",
+            path,
+            error.strerror or error,
+        )
+        sys.exit(1)
     server.log.info("prometheus multiprocess directory %s emptied", path)
 
 

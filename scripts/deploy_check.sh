@@ -3,8 +3,9 @@
 #   - kustomize build of every overlay, piped to `kubernetes-validate --strict`
 #   - promtool check config / check rules / test rules
 #   - hadolint on the Dockerfile, DL3057 (HEALTHCHECK missing) enabled as an error
-#   - docker-compose.yml against the Compose specification's JSON schema (the copy shipped in
-#     the docker-compose pip package; no Docker engine needed)
+#   - both compose variants (docker-compose.yml, and it + compose.prod.yml) against the Compose
+#     specification's JSON schema (the copy shipped in the docker-compose pip package; no Docker
+#     engine needed)
 # The pytest policy checks (tests/deploy/) run kustomize themselves with the tool found here.
 # Usage: bash scripts/deploy_check.sh        (from anywhere; exits non-zero on the first failure)
 set -euo pipefail
@@ -97,17 +98,7 @@ say "hadolint (DL3057 enabled)"
 echo "Dockerfile: clean"
 
 say "compose"
-"${BIN}/python" - "${SCHEMA}" "${ROOT}/docker-compose.yml" <<'PY'
-import json, sys
-import jsonschema, yaml
-schema = json.loads(open(sys.argv[1]).read())
-with open(sys.argv[2]) as f:
-    document = yaml.safe_load(f)
-errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(document), key=lambda e: list(e.path))
-for error in errors:
-    print(f"docker-compose.yml: {'/'.join(map(str, error.path)) or '<root>'}: {error.message}")
-sys.exit(1 if errors else 0)
-PY
-echo "docker-compose.yml: valid against the Compose specification schema"
+# Both variants, merged as Compose merges them: docker-compose.yml (dev) and + compose.prod.yml.
+"${BIN}/python" "${ROOT}/scripts/compose_config.py" "${SCHEMA}"
 
 say "deploy checks passed"

@@ -1,5 +1,6 @@
-"""`keel serve | worker | migrate | users | new-domain`: one entry point for every process Keel
-runs, and the operator's account commands (`keel users --help`).
+"""`keel serve | worker | migrate | healthcheck | users | new-domain`: one entry point for every
+process Keel runs, its container healthcheck, and the operator's account commands
+(`keel users --help`).
 
 The development loop (`make dev`) is dev-only tooling: `python -m keel_dev`; so is the domain
 scaffold behind `keel new-domain`, which an image without keel_dev refuses with one line.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import http.client
 import importlib
 import os
 import sys
@@ -34,6 +36,10 @@ def load_settings_or_exit() -> Settings:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    # One process, as for the worker: metrics in memory. The image sets PROMETHEUS_MULTIPROC_DIR
+    # for gunicorn, which creates that directory; uvicorn alone does not, and prometheus-client
+    # switches to multiprocess files whenever the variable exists, even empty.
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     load_settings_or_exit()
     uvicorn.run(
         "keel.main:create_app",
@@ -53,6 +59,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    if args.reload:
+        from keel import reloader
+
+        # The child is this command without --reload; the package folder is what changes.
+        command = [sys.executable, "-m", "keel.cli", "worker", *(["--burst"] if args.burst else [])]
+        return reloader.main(command, Path(__file__).parent)
     # One process: its metrics live in memory (keel.jobs.metrics), never in the API's
     # multiprocess files, even where the environment names a PROMETHEUS_MULTIPROC_DIR.
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
@@ -69,6 +81,36 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = load_settings_or_exit()
     run_migrations(settings.database_url, args.revision)
+    return 0
+
+
+# The probes a container healthcheck may ask; nothing else, so the command cannot be turned into
+# a generic HTTP client.
+HEALTHCHECK_PATHS = ("/livez", "/readyz")
+
+
+def cmd_healthcheck(args: argparse.Namespace) -> int:
+    """GET a probe of the API in this container: 0 on 200, 1 otherwise, within `--timeout`.
+
+    A command rather than a `python -c` one-liner in the HEALTHCHECK: podman's Docker API splits
+    an exec-form argument on spaces, so the one-liner reached Python as broken fragments. Loopback
+    only: a healthcheck asks the process next to it, never another host. No settings are loaded,
+    so a probe costs an import and one request.
+    """
+    connection = http.client.HTTPConnection("127.0.0.1", args.port, timeout=args.timeout)
+    try:
+        connection.request("GET", args.path, headers={"Connection": "close"})
+        status = connection.getresponse().status
+    except (OSError, http.client.HTTPException) as error:
+        print(
+            f"keel healthcheck: GET {args.path}: {error or type(error).__name__}", file=sys.stderr
+        )
+        return 1
+    finally:
+        connection.close()
+    if status != 200:
+        print(f"keel healthcheck: GET {args.path}: HTTP {status}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -131,17 +173,33 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run the ARQ worker")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     worker.add_argument("--check", action="store_true", help="exit 0 if a worker is healthy")
+    worker.add_argument(
+        "--reload", action="store_true", help="restart on source changes (development)"
+    )
     worker.set_defaults(handler=cmd_worker)
 
     migrate = commands.add_parser("migrate", help="alembic upgrade to a revision")
     migrate.add_argument("revision", nargs="?", default="head")
     migrate.set_defaults(handler=cmd_migrate)
 
+    _add_healthcheck_parser(commands)
     _add_users_parser(commands)
 
     # Listed for --help; main() hands its arguments to the scaffold, which parses them.
     commands.add_parser("new-domain", help="add a domain made from the items example (dev)")
     return parser
+
+
+def _add_healthcheck_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    check = commands.add_parser(
+        "healthcheck", help="exit 0 if the API on 127.0.0.1 answers a probe with 200"
+    )
+    check.add_argument("--path", choices=HEALTHCHECK_PATHS, default="/livez")
+    check.add_argument(
+        "--port", type=int, default=int(os.environ.get("PORT") or 8000), help="default: $PORT"
+    )
+    check.add_argument("--timeout", type=float, default=2.0, help="seconds (default 2)")
+    check.set_defaults(handler=cmd_healthcheck)
 
 
 def _add_users_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

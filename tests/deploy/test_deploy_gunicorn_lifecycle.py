@@ -8,6 +8,7 @@ process a test starts is in its own session and is SIGKILLed as a group in `fina
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -341,3 +342,63 @@ def test_quick_shutdown_closes_the_port_within_1s_and_exits_within_2s(
         assert gone_after < 2.0, f"processes gone only after {gone_after:.2f}s"
         assert server.pids("stopped") == workers, log
         assert "SIGKILL" not in log
+
+
+def json_lines(log: str) -> list[dict[str, object]]:
+    """Every line of a gunicorn log as a JSON object; fails naming the first line that is not."""
+    objects = []
+    for number, line in enumerate(log.splitlines(), 1):
+        try:
+            parsed = json.loads(line)
+        except ValueError:
+            pytest.fail(f"line {number} is not JSON: {line!r}\n{log[-3000:]}")
+        assert isinstance(parsed, dict), f"line {number} is not an object: {line!r}"
+        objects.append(parsed)
+    return objects
+
+
+def test_master_and_workers_write_one_json_object_per_line(tmp_path: Path) -> None:
+    # DB_MAX_CONNECTIONS=1: the master's when_ready warning is among the lines checked.
+    with gunicorn(tmp_path, drain_timeout=2, DB_MAX_CONNECTIONS="1") as server:
+        assert httpx.get(f"{server.url}/livez", timeout=10).status_code == 200
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.wait_exit(server.graceful_timeout + 2) == 0, server.log_text()
+        lines = json_lines(server.log_text())
+
+    events = [str(line["event"]) for line in lines]
+    # The master's lines from start to exit, not only the workers' ones.
+    for expected in ("Starting gunicorn", "Listening at:", "Booting worker", "database connection"):
+        assert any(event.startswith(expected) for event in events), (expected, events)
+    assert any(event.startswith("Shutting down") for event in events), events
+    for line in lines:
+        assert {"event", "level", "timestamp"} <= set(line), line
+
+
+def test_an_unwritable_multiprocess_directory_stops_gunicorn_with_one_clear_line(
+    tmp_path: Path,
+) -> None:
+    # What a read-only root without the /tmp tmpfs does to PROMETHEUS_MULTIPROC_DIR=/tmp/...:
+    # the directory cannot be made. (A file in the path fails the same way even for root,
+    # whom no permission bit stops.)
+    (tmp_path / "not-a-directory").touch()
+    environ = {
+        **os.environ,
+        "BIND": "127.0.0.1:0",
+        "WEB_CONCURRENCY": "1",
+        "DB_MAX_CONNECTIONS": "100000",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "not-a-directory" / "prometheus"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "--config", str(REPO / "gunicorn.conf.py"),
+         "--pythonpath", str(HERE), "lifecycle_app:create_app()"],
+        cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=BOOT_TIMEOUT,
+        check=False,
+    )  # fmt: skip
+    output = result.stderr + result.stdout
+
+    assert result.returncode == 1, output
+    assert "Traceback" not in output
+    errors = [line for line in json_lines(output) if line["level"] == "error"]
+    assert len(errors) == 1, output
+    assert "PROMETHEUS_MULTIPROC_DIR" in str(errors[0]["event"])
+    assert "tmpfs on /tmp" in str(errors[0]["event"])

@@ -9,6 +9,7 @@ installs one and also runs kubernetes-validate, promtool, hadolint and the compo
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import runpy
@@ -294,6 +295,48 @@ def test_gunicorn_settings_follow_the_environment() -> None:
     assert settings["keepalive"] == 4
 
 
+def _cgroup(root: Path, files: dict[str, str]) -> Path:
+    for name, content in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(content)
+    return root
+
+
+@pytest.mark.parametrize(
+    ("files", "cores"),
+    [
+        ({"cpu.max": "150000 100000\n"}, 1.5),  # cgroup v2
+        ({"cpu.max": "max 100000\n"}, None),
+        ({"cpu/cpu.cfs_quota_us": "50000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 0.5),  # v1
+        (
+            {
+                "cpu,cpuacct/cpu.cfs_quota_us": "200000\n",
+                "cpu,cpuacct/cpu.cfs_period_us": "100000\n",
+            },
+            2.0,
+        ),
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ({"cpu/cpu.cfs_quota_us": "junk\n", "cpu/cpu.cfs_period_us": "0\n"}, None),
+        ({}, None),
+    ],
+)
+def test_cgroup_cpu_quota_reads_v2_and_v1(
+    tmp_path: Path, files: dict[str, str], cores: float | None
+) -> None:
+    quota = gunicorn_settings()["cgroup_cpu_quota"]
+    assert quota(_cgroup(tmp_path, files)) == cores
+
+
+def test_default_workers_follow_a_cgroup_v1_quota(tmp_path: Path) -> None:
+    usable_cpus = gunicorn_settings()["usable_cpus"]
+    root = _cgroup(
+        tmp_path, {"cpu/cpu.cfs_quota_us": "50000\n", "cpu/cpu.cfs_period_us": "100000\n"}
+    )
+    assert usable_cpus(root) == 1  # half a core still gets one worker
+    unlimited = _cgroup(tmp_path / "none", {"cpu/cpu.cfs_quota_us": "-1\n"})
+    assert usable_cpus(unlimited) == len(os.sched_getaffinity(0))
+
+
 class _Cfg:
     def __init__(self, graceful_timeout: int, keepalive: int) -> None:
         self.graceful_timeout = graceful_timeout
@@ -331,14 +374,20 @@ def test_connection_budget_warning_names_the_numbers() -> None:
 # --- compose ---------------------------------------------------------------------------------
 
 
+COMPOSE = runpy.run_path(str(REPO / "scripts" / "compose_config.py"))
+KEEL_SERVICES = ("api", "worker", "migrate")
+
+
 @functools.cache
-def compose() -> Manifest:
-    document: Manifest = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+def compose(variant: str) -> Manifest:
+    """docker-compose.yml ("dev"), or it with compose.prod.yml on top ("prod"), merged."""
+    document: Manifest = COMPOSE["variant"](variant)
     return document
 
 
-def test_compose_services_order_health_and_grace() -> None:
-    services = compose()["services"]
+@pytest.mark.parametrize("variant", ["dev", "prod"])
+def test_compose_services_order_health_and_hardening(variant: str) -> None:
+    services = compose(variant)["services"]
     assert {"api", "worker", "migrate", "postgres", "redis", "prometheus"} <= set(services)
     for name in ("api", "worker"):
         depends = services[name]["depends_on"]
@@ -349,16 +398,90 @@ def test_compose_services_order_health_and_grace() -> None:
         assert "healthcheck" in services[name], name
     assert services["migrate"]["command"] == ["keel", "migrate"]
     assert services["worker"]["healthcheck"]["test"] == ["CMD", "keel", "worker", "--check"]
-    api_env = services["api"]["environment"]
-    graceful = gunicorn_settings(DRAIN_TIMEOUT=api_env["DRAIN_TIMEOUT"])["graceful_timeout"]
-    assert seconds(services["api"]["stop_grace_period"]) >= graceful + 5
     job_wait = int(services["worker"]["environment"]["ARQ_JOB_COMPLETION_WAIT"])
     assert seconds(services["worker"]["stop_grace_period"]) >= job_wait + 5
-    for name in ("api", "worker", "migrate"):
+    for name in KEEL_SERVICES:
         assert services[name]["read_only"] is True, name
         assert any(t.startswith("/tmp:") for t in services[name]["tmpfs"]), name  # noqa: S108
         assert services[name]["cap_drop"] == ["ALL"], name
     assert "tracing" in services["jaeger"]["profiles"]
+
+
+def test_compose_prod_drain_fits_the_stop_grace_period() -> None:
+    api = compose("prod")["services"]["api"]
+    graceful = gunicorn_settings(DRAIN_TIMEOUT=api["environment"]["DRAIN_TIMEOUT"])
+    assert seconds(api["stop_grace_period"]) >= graceful["graceful_timeout"] + 5
+
+
+@pytest.mark.parametrize("variant", ["dev", "prod"])
+def test_every_published_port_binds_loopback(variant: str) -> None:
+    # Dev signs tokens with a published key; the stack is a laptop's, not the network's.
+    published = 0
+    for name, service in compose(variant)["services"].items():
+        for port in service.get("ports", []):
+            published += 1
+            if isinstance(port, dict):  # the long syntax
+                assert port.get("host_ip") == "127.0.0.1", (name, port)
+            else:
+                assert str(port).startswith("127.0.0.1:"), (name, port)
+                assert str(port).count(":") == 2, (name, port)
+    assert published >= 2
+
+
+@pytest.mark.parametrize("variant", ["dev", "prod"])
+def test_exec_healthchecks_have_no_space_in_an_argument(variant: str) -> None:
+    # podman's Docker API splits exec-form arguments on spaces; CMD-SHELL takes one string.
+    for name, service in compose(variant)["services"].items():
+        test = service.get("healthcheck", {}).get("test")
+        if isinstance(test, list) and test[0] == "CMD":
+            assert not any(" " in argument for argument in test), (name, test)
+    api = compose(variant)["services"]["api"]["healthcheck"]["test"]
+    assert api == ["CMD", "keel", "healthcheck", "--path=/readyz"]
+
+
+@pytest.mark.parametrize("variant", ["dev", "prod"])
+def test_migrate_does_not_inherit_the_api_healthcheck(variant: str) -> None:
+    assert compose(variant)["services"]["migrate"]["healthcheck"] == {"disable": True}
+
+
+def test_compose_dev_is_the_make_dev_loop() -> None:
+    services = compose("dev")["services"]
+    assert services["api"]["command"][:2] == ["keel", "serve"]
+    assert "--reload" in services["api"]["command"]
+    assert services["worker"]["command"] == ["keel", "worker", "--reload"]
+    for name in KEEL_SERVICES:
+        environment = services[name]["environment"]
+        assert environment["ENVIRONMENT"] == "development", name
+        # Development mode runs on its default key: nothing to export first.
+        assert "SECRET_KEY" not in environment, name
+        assert environment["PYTHONPATH"] == "/app/src", name
+        volumes = services[name]["volumes"]
+        assert {"./src:/app/src:ro", "./migrations:/app/migrations:ro"} <= set(volumes), name
+
+
+def test_compose_prod_runs_the_image_as_built() -> None:
+    services = compose("prod")["services"]
+    assert "command" not in services["api"]  # the image's CMD: gunicorn
+    assert services["worker"]["command"] == ["keel", "worker"]
+    for name in KEEL_SERVICES:
+        environment = services[name]["environment"]
+        assert environment["ENVIRONMENT"] == "production", name
+        assert environment["SECRET_KEY"].startswith("${SECRET_KEY:?"), name
+        assert "PYTHONPATH" not in environment, name
+        assert environment["PROMETHEUS_MULTIPROC_DIR"] == "/tmp/prometheus", name  # noqa: S108
+        assert "volumes" not in services[name], name
+
+
+def test_compose_merge_resets_overrides_and_replaces_commands() -> None:
+    merge = COMPOSE["merge"]
+    base = {"command": ["a", "b"], "env": {"A": "1", "B": "2"}, "ports": ["1"], "volumes": ["v"]}
+    top = {
+        "command": ["c"],
+        "env": COMPOSE["Override"]({"A": "3"}),
+        "ports": ["2"],
+        "volumes": COMPOSE["Reset"](),
+    }
+    assert merge(base, top) == {"command": ["c"], "env": {"A": "3"}, "ports": ["1", "2"]}
 
 
 def test_prometheus_scrapes_api_and_worker() -> None:
@@ -405,7 +528,11 @@ def test_dockerfile_policy() -> None:
     user = re.search(r"^USER (\d+):(\d+)$", runtime, re.MULTILINE)
     assert user
     assert int(user.group(1)) >= 10000
-    assert "/livez" in runtime.split("HEALTHCHECK", 1)[1]
+    healthcheck = re.search(r"^HEALTHCHECK .*\\\n\s+CMD (\[.*\])$", runtime, re.MULTILINE)
+    assert healthcheck, "no exec-form HEALTHCHECK in the runtime stage"
+    assert json.loads(healthcheck.group(1)) == ["keel", "healthcheck", "--path=/livez"]
+    # No BuildKit-only feature is used; the syntax line only adds a registry pull to every build.
+    assert not re.search(r"^#\s*syntax=", text, re.MULTILINE | re.IGNORECASE)
     cmd = re.search(r"^CMD (\[.*\])$", runtime, re.MULTILINE)
     assert cmd
     assert cmd.group(1).startswith('["gunicorn", "--config", "/app/gunicorn.conf.py"')

@@ -217,19 +217,27 @@ def _configure_structlog(settings: Settings, output: _Output, *, cache: bool) ->
     )
 
 
+def _stdlib_formatter(text_renderer: structlog.types.Processor) -> logging.Formatter:
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*_SHARED_PROCESSORS, structlog.stdlib.add_logger_name],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            text_renderer,
+        ],
+    )
+
+
+def json_formatter() -> logging.Formatter:
+    """A stdlib formatter writing the JSON lines the API and the worker write, for processes
+    that never load Keel's settings (gunicorn's master: `keel.gunicorn_logging`)."""
+    return _stdlib_formatter(_json_output().text_renderer)
+
+
 def _route_stdlib_logging(settings: Settings, text_renderer: structlog.types.Processor) -> None:
     """Every stdlib record goes through the root logger's one handler, rendered as ours are."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=[*_SHARED_PROCESSORS, structlog.stdlib.add_logger_name],
-            processors=[
-                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.format_exc_info,
-                text_renderer,
-            ],
-        )
-    )
+    handler.setFormatter(_stdlib_formatter(text_renderer))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
