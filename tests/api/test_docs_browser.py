@@ -143,7 +143,6 @@ class Watched:
 
 @pytest.fixture
 def page(chromium: str, served: str) -> Iterator[tuple[Page, Watched]]:
-
     watched = Watched(served)
 
     def only_the_app(route: Route) -> None:
