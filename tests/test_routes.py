@@ -14,13 +14,23 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.datastructures import DefaultPlaceholder
 from fastapi.routing import APIRoute, iter_route_contexts
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from keel.main import create_app
 from keel.settings import Settings
 
-# Added by FastAPI itself when the docs are on (HTML and the schema; not API responses).
-FASTAPI_DOCS_ROUTES = {"openapi", "swagger_ui_html", "swagger_ui_redirect", "redoc_html"}
+# Added by FastAPI itself when the docs are on (HTML and the schema; not API responses), and
+# by keel.api.docs (the pages and their static assets).
+DOCS_ROUTES = {
+    "openapi",
+    "swagger_ui_html",
+    "swagger_ui_redirect",
+    "redoc_html",
+    "docs_swagger_assets",
+    "docs_favicon",
+    "docs_keel_assets",
+    "redoc_assets",
+}
 
 
 def _problems(app: FastAPI) -> list[str]:
@@ -38,7 +48,7 @@ def _problems(app: FastAPI) -> list[str]:
                 problems.append(f"{where}: response_class={route.response_class.__name__}")
             if not isinstance(getattr(context, "response_class", None), DefaultPlaceholder):
                 problems.append(f"{where}: a router sets response_class")
-        elif isinstance(route, Route) and route.name in FASTAPI_DOCS_ROUTES:
+        elif isinstance(route, Route | Mount) and route.name in DOCS_ROUTES:
             continue
         else:
             problems.append(

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from opentelemetry.sdk.trace import TracerProvider
 
-from keel.api import health
+from keel.api import docs, health
 from keel.api import metrics as metrics_api
 from keel.api import v1 as api_v1
 from keel.api.problems import install_problem_handlers
@@ -106,8 +106,9 @@ def create_app(
         lifespan=_lifespan(  # type: ignore[arg-type]
             settings, metrics, provider, owns_provider=tracer_provider is None
         ),
-        docs_url="/docs" if settings.docs_on else None,
-        redoc_url="/redoc" if settings.docs_on else None,
+        # FastAPI's own pages load their assets from a CDN: keel.api.docs serves them instead.
+        docs_url=None,
+        redoc_url=None,
         openapi_url="/openapi.json" if settings.docs_on else None,
         servers=[{"url": str(url).rstrip("/")} for url in settings.openapi_servers] or None,
         # Native telemetry stays off: tracing is wired explicitly (opentelemetry-instrumentation-
@@ -123,6 +124,8 @@ def create_app(
     if metrics is not None:
         include_flat(app, metrics_api.router)
     include_flat(app, api_v1.router)
+    if settings.docs_on:
+        docs.install_docs(app)  # after the routers: API requests never try the docs routes
     install_rate_limiting(app, settings)  # innermost middleware: after routers, before the rest
     install_middleware(app, settings, metrics=metrics, tracing=provider is not None)
     if provider is not None:

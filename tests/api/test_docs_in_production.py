@@ -17,7 +17,14 @@ from keel.main import create_app
 from keel.settings import Environment, Settings
 from tests.helpers.lifespan import LifespanManager
 
-DOCUMENTATION = ["/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"]
+DOCUMENTATION = [
+    "/docs",
+    "/docs/swagger/swagger-ui-bundle.js",
+    "/docs/keel/swagger-init.js",
+    "/redoc",
+    "/redoc/redoc.standalone.js",
+    "/openapi.json",
+]
 
 ProductionClient = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 

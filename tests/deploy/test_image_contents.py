@@ -42,6 +42,7 @@ def test_the_image_wheel_holds_keel_and_nothing_dev_only(tmp_path: Path) -> None
     packages = {name.split("/", 1)[0] for name in names if not name.startswith("keel-")}
     assert packages == {"keel"}
     assert "keel/main.py" in names
+    assert "keel/api/docs_assets/swagger-init.js" in names  # /docs starts Swagger UI with it
     assert not [name for name in names if "embedded" in name or "devloop" in name]
     assert "keel_dev" not in scripts
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Route
 
 from keel.middleware.access_log import AccessLog
 from keel.middleware.body_limit import BodyLimitMiddleware
@@ -83,11 +84,16 @@ def middleware_stack(
     ]
 
 
+# The route names of the HTML docs pages: FastAPI's own, which keel.api.docs keeps for its own.
+DOCS_PAGE_NAMES = frozenset({"swagger_ui_html", "swagger_ui_redirect", "redoc_html"})
+
+
 def _docs_paths(app: FastAPI) -> list[str]:
-    if not app.docs_url:
-        return []
-    candidates = (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
-    return [path for path in candidates if path]
+    return [
+        route.path
+        for route in app.routes
+        if isinstance(route, Route) and route.name in DOCS_PAGE_NAMES
+    ]
 
 
 def _hsts_max_age(settings: Settings) -> int | None:
