@@ -8,6 +8,7 @@ violations fail the test. Swagger UI: Authorize (password flow) -> POST an item 
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import json
 import os
@@ -21,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 from playwright.sync_api import ConsoleMessage, Locator, Page, Route, expect, sync_playwright
@@ -167,14 +169,28 @@ def page(chromium: str, served: str) -> Iterator[tuple[Page, Watched]]:
             browser.close()
 
 
-def _register(base: str) -> tuple[str, str]:
+@pytest.fixture
+def account(served: str, database_url: str) -> Iterator[tuple[str, str]]:
+    """(email, password) of a user registered through the API. The served app commits, so the
+    user is deleted afterwards (its items cascade): other tests count users."""
     email = f"docs-{secrets.token_hex(6)}@example.com"
     password = secrets.token_urlsafe(18)
     response = httpx.post(
-        f"{base}/api/v1/auth/register", json={"email": email, "password": password}
+        f"{served}/api/v1/auth/register", json={"email": email, "password": password}
     )
     assert response.status_code == 201, response.text
-    return email, password
+    try:
+        yield email, password
+    finally:
+        asyncio.run(_delete_user(database_url, email))
+
+
+async def _delete_user(database_url: str, email: str) -> None:
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute("DELETE FROM users WHERE email = $1", email)
+    finally:
+        await connection.close()
 
 
 def _authorize(tab: Page, email: str, password: str) -> None:
@@ -216,11 +232,10 @@ def _open(tab: Page, operation_id: str) -> Locator:
 
 
 def test_swagger_ui_authorize_create_and_read_an_item_offline(
-    page: tuple[Page, Watched],
+    page: tuple[Page, Watched], account: tuple[str, str]
 ) -> None:
-
     tab, watched = page
-    email, password = _register(watched.base)
+    email, password = account
     response = tab.goto(f"{watched.base}/docs")
     assert response is not None
     assert response.status == 200

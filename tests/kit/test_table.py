@@ -54,11 +54,11 @@ def test_the_statements_it_writes() -> None:
     )
     assert notes.insert_sql(("body", "secret")) == (
         "INSERT INTO notes (body, secret, created_at, updated_at) "
-        "VALUES ($1, $2, clock_timestamp(), clock_timestamp()) "
+        "VALUES ($1, $2, statement_timestamp(), statement_timestamp()) "
         "RETURNING id, body, version, created_at, updated_at"
     )
     assert notes.update_sql(("body",), "id = $1 AND version = $2", 3) == (
-        "UPDATE notes SET body = $3, updated_at = clock_timestamp(), version = version + 1 "
+        "UPDATE notes SET body = $3, updated_at = statement_timestamp(), version = version + 1 "
         "WHERE id = $1 AND version = $2 RETURNING id, body, version, created_at, updated_at"
     )
     assert notes.delete_sql("id = $1") == (

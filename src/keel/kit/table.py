@@ -31,10 +31,12 @@ from keel.db.database import Reader, Writer
 
 Row = TypeVar("Row")
 
-# SQL expressions for `on_insert` / `on_update`. clock_timestamp(), not now(): rows written by
-# one transaction still get distinct, ordered times, and a write's time is the write's own.
-TIMESTAMPS = {"created_at": "clock_timestamp()", "updated_at": "clock_timestamp()"}
-TOUCH = {"updated_at": "clock_timestamp()"}
+# SQL expressions for `on_insert` / `on_update`. statement_timestamp(), not now(): statements
+# of one transaction still get distinct, ordered times (an update after an insert is later);
+# not clock_timestamp() either, which is read once per call, so a new row's created_at and
+# updated_at could differ by a microsecond.
+TIMESTAMPS = {"created_at": "statement_timestamp()", "updated_at": "statement_timestamp()"}
+TOUCH = {"updated_at": "statement_timestamp()"}
 NEXT_VERSION = {"version": "version + 1"}
 
 

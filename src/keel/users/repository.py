@@ -24,7 +24,7 @@ users = Table("users", UserRead, on_update=TOUCH)
 
 _INSERT = f"""
     INSERT INTO users (email, password_hash, full_name, created_at, updated_at)
-    VALUES ($1, $2, $3, clock_timestamp(), clock_timestamp())
+    VALUES ($1, $2, $3, statement_timestamp(), statement_timestamp())
     ON CONFLICT (email) DO NOTHING
     RETURNING {users.column_list}
 """  # noqa: S608 - the column list comes from UserRead
