@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Deployment checks that need tools outside the Python venv; installs them when missing.
 #   - kustomize build of every overlay, piped to `kubernetes-validate --strict`
-#   - promtool check config / check rules / test rules
+#   - promtool check config / check rules / test rules, and every Grafana dashboard query parses
 #   - hadolint on the Dockerfile, DL3057 (HEALTHCHECK missing) enabled as an error
 #   - both compose variants (docker-compose.yml, and it + compose.prod.yml) against the Compose
 #     specification's JSON schema (the copy shipped in the docker-compose pip package; no Docker
@@ -92,6 +92,26 @@ say "promtool"
 promtool check config "${ROOT}/prometheus/prometheus.yml"
 promtool check rules "${ROOT}"/prometheus/rules/*.yml
 promtool test rules "${ROOT}"/prometheus/tests/*.yml
+# Every Grafana panel query must parse: written as recording rules for promtool, with Grafana's
+# $__rate_interval replaced by a duration (any other Grafana variable would not parse: refused).
+dashboard_rules="$(mktemp --suffix .dashboard.rules.yml)"
+"${BIN}/python" - "${ROOT}/grafana/dashboards/keel.json" "${dashboard_rules}" <<'PY'
+import json, re, sys
+def panels(node):
+    for panel in node.get("panels", []):
+        yield panel
+        yield from panels(panel)
+rules = []
+for panel in panels(json.load(open(sys.argv[1]))):
+    for target in panel.get("targets", []):
+        expr = target["expr"].replace("$__rate_interval", "1m")
+        if re.search(r"\$|\[\[", expr):
+            sys.exit(f"panel {panel['id']}: unsupported Grafana variable in {expr!r}")
+        rules.append({"record": f"dashboard:panel{panel['id']}:{target['refId']}", "expr": expr})
+json.dump({"groups": [{"name": "keel-dashboard", "rules": rules}]}, open(sys.argv[2], "w"))
+PY
+promtool check rules "${dashboard_rules}"
+rm -f "${dashboard_rules}"
 
 say "hadolint (DL3057 enabled)"
 "${BIN}/hadolint" --error DL3057 --failure-threshold style "${ROOT}/Dockerfile"
