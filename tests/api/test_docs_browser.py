@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -182,7 +183,9 @@ def account(served: str, database_url: str) -> Iterator[tuple[str, str]]:
     try:
         yield email, password
     finally:
-        asyncio.run(_delete_user(database_url, email))
+        # Its own thread: Playwright's sync API keeps an event loop running in this one.
+        with ThreadPoolExecutor(max_workers=1) as thread:
+            thread.submit(asyncio.run, _delete_user(database_url, email)).result()
 
 
 async def _delete_user(database_url: str, email: str) -> None:
