@@ -5,6 +5,7 @@ The settings property is tested in tests/test_settings.py; this asks the running
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -45,7 +46,9 @@ def production_client(settings: Settings, redis: Redis) -> ProductionClient:
             docs_enabled=docs_enabled,
             gc_freeze=False,
         )
-        async with LifespanManager(create_app(production)) as lifespan:
+        # Built off the loop: create_app is start-up work, not something a request would wait on.
+        application = await asyncio.to_thread(create_app, production)
+        async with LifespanManager(application) as lifespan:
             transport = httpx.ASGITransport(app=lifespan.asgi)
             async with httpx.AsyncClient(transport=transport, base_url="https://api") as client:
                 yield client
