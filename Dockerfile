@@ -4,7 +4,7 @@
 # with uv, compiles bytecode, and installs the project itself without dependencies.
 # Stage 2 copies only /opt/venv and the files the processes read: no uv, no compiler, no tests.
 
-ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+ARG PYTHON_IMAGE=python:3.13.13-slim-trixie
 
 FROM ${PYTHON_IMAGE} AS build
 # A build stage never runs as a container (hadolint DL3057 checks every stage).
@@ -18,7 +18,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN pip install --no-cache-dir "uv==0.13.9"
 WORKDIR /src
 COPY requirements.lock ./
-RUN uv venv --python /usr/local/bin/python3.11 /opt/venv \
+RUN uv venv --python /usr/local/bin/python3 /opt/venv \
     && uv pip sync --python /opt/venv/bin/python --require-hashes requirements.lock
 COPY pyproject.toml README.md ./
 COPY src ./src

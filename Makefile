@@ -22,7 +22,7 @@ LOCK_ARGS_requirements-lowest.lock = --group dev --resolution lowest-direct \
 compile_lock = $(UV) pip compile pyproject.toml $(LOCK_FLAGS) $(LOCK_ARGS_$(1)) -o $(2)
 LOWEST_VENV := .venv-lowest
 
-.PHONY: help venv dev test test-lowest test-python lint format typecheck deploy-check lock lock-check domain migrate bench contract clean
+.PHONY: help venv dev test test-lowest test-python lint format typecheck deploy-check compose-check lock lock-check domain migrate bench contract clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -79,6 +79,11 @@ typecheck: $(BIN)/.synced ## mypy --strict over src and tests
 
 deploy-check: $(BIN)/.synced ## kustomize+kubernetes-validate, promtool, hadolint, compose schema (installs tools)
 	bash scripts/deploy_check.sh
+
+# Too slow and too machine-specific for CI (minutes; needs an engine): run it before changing the
+# image or the compose files. Exit 3: no Docker or podman here.
+compose-check: $(BIN)/.synced ## build the image, run both compose stacks for real and check them (docs/deployment.md)
+	$(BIN)/python scripts/compose_check.py
 
 lock: $(UV) ## regenerate the hashed lock files from pyproject.toml
 	$(foreach lock,$(LOCKS),$(call compile_lock,$(lock),$(lock)) &&) true

@@ -26,6 +26,9 @@ from keel.gunicorn_worker import SHUTDOWN_RESERVE_SECONDS, KeelUvicornWorker, dr
 REPO = Path(__file__).resolve().parents[2]
 OVERLAYS = sorted(p.name for p in (REPO / "k8s" / "overlays").iterdir() if p.is_dir())
 Manifest = dict[str, Any]
+CLAIMED_PYTHONS = re.findall(
+    r'"Programming Language :: Python :: (3\.\d+)"', (REPO / "pyproject.toml").read_text()
+)
 
 
 def _kustomize_command() -> list[str]:
@@ -407,6 +410,25 @@ def test_compose_services_order_health_and_hardening(variant: str) -> None:
     assert "tracing" in services["jaeger"]["profiles"]
 
 
+@pytest.mark.parametrize("variant", ["dev", "prod"])
+def test_compose_grafana_provisions_the_repository_dashboard(variant: str) -> None:
+    """The mounts land where the provisioning files look, and the datasource is compose's."""
+    grafana = compose(variant)["services"]["grafana"]
+    mounts = dict(volume.rsplit(":", 1)[0].split(":", 1) for volume in grafana["volumes"])
+    assert mounts["./grafana/provisioning"] == "/etc/grafana/provisioning"
+    provisioning = REPO / "grafana" / "provisioning"
+    providers = yaml.safe_load((provisioning / "dashboards" / "keel.yml").read_text())["providers"]
+    assert [provider["options"]["path"] for provider in providers] == [
+        mounts["./grafana/dashboards"]
+    ]
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home == mounts["./grafana/dashboards"] + "/keel.json"
+    assert (REPO / "grafana" / "dashboards" / "keel.json").is_file()
+    sources = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())
+    port = compose(variant)["services"]["prometheus"]["ports"][0].rsplit(":", 1)[1]
+    assert [source["url"] for source in sources["datasources"]] == [f"http://prometheus:{port}"]
+
+
 def test_compose_prod_drain_fits_the_stop_grace_period() -> None:
     api = compose("prod")["services"]["api"]
     graceful = gunicorn_settings(DRAIN_TIMEOUT=api["environment"]["DRAIN_TIMEOUT"])
@@ -457,6 +479,10 @@ def test_compose_dev_is_the_make_dev_loop() -> None:
         assert environment["PYTHONPATH"] == "/app/src", name
         volumes = services[name]["volumes"]
         assert {"./src:/app/src:ro", "./migrations:/app/migrations:ro"} <= set(volumes), name
+        # The bytecode of the read-only source is cached where the container may write.
+        assert environment["PYTHONDONTWRITEBYTECODE"] == "", name
+        cache = environment["PYTHONPYCACHEPREFIX"]
+        assert any(cache.startswith(mount.split(":")[0]) for mount in services[name]["tmpfs"])
 
 
 def test_compose_prod_runs_the_image_as_built() -> None:
@@ -468,6 +494,7 @@ def test_compose_prod_runs_the_image_as_built() -> None:
         assert environment["ENVIRONMENT"] == "production", name
         assert environment["SECRET_KEY"].startswith("${SECRET_KEY:?"), name
         assert "PYTHONPATH" not in environment, name
+        assert "PYTHONPYCACHEPREFIX" not in environment, name  # the image's compiled bytecode
         assert environment["PROMETHEUS_MULTIPROC_DIR"] == "/tmp/prometheus", name  # noqa: S108
         assert "volumes" not in services[name], name
 
@@ -516,7 +543,10 @@ def test_every_alert_has_a_unit_test_and_a_runbook() -> None:
 
 def test_dockerfile_policy() -> None:
     text = (REPO / "Dockerfile").read_text()
-    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11\.\d+-slim-bookworm$", text, re.MULTILINE)
+    # The newest Python that CI tests (pyproject's classifiers), at a pinned patch version.
+    newest = max(CLAIMED_PYTHONS, key=lambda version: tuple(map(int, version.split("."))))
+    pattern = rf"^ARG PYTHON_IMAGE=python:{re.escape(newest)}\.\d+-slim-(bookworm|trixie)$"
+    assert re.search(pattern, text, re.MULTILINE), newest
     stages = re.split(r"^FROM ", text, flags=re.MULTILINE)[1:]
     assert len(stages) == 2
     build, runtime = stages

@@ -133,10 +133,12 @@ def metric_names(expr: str) -> set[str]:
                 continue
             if text.lower() in AGGREGATIONS and following.lower() in {"by", "without"}:
                 pass  # `sum by (job) (...)`: the clause comes before the parenthesis
+            elif text.lower() in KEYWORDS:
+                pass  # `a or (b)`: an operator, whatever follows it
             elif following == "(":
                 if text.lower() not in AGGREGATIONS and text not in FUNCTIONS:
                     raise ValueError(f"unknown PromQL function {text!r} in {expr!r}")
-            elif text.lower() not in KEYWORDS:
+            else:
                 names.add(text)
         index += 1
     return names
@@ -270,6 +272,7 @@ def test_the_dashboard_queries_what_the_panels_promise() -> None:
         ("max_over_time(a[10m:1m]) + Inf - NaN * 0x1F", {"a"}),
         ("histogram_quantile(0.99, sum by (le) (rate(a_bucket[${interval}])))", {"a_bucket"}),
         ("keel:http_requests:rate5m", {"keel:http_requests:rate5m"}),
+        ("(a / b) or (0 * c) unless on (x) (d)", {"a", "b", "c", "d"}),
     ],
 )
 def test_metric_names_skip_functions_keywords_labels_and_durations(

@@ -35,6 +35,8 @@ from redis.asyncio import Redis
 
 log = structlog.get_logger(__name__)
 
+# Every outcome Outcome.status can take: each series exists at 0 from the start.
+WEBHOOK_OUTCOMES = ("succeeded", "failed", "rescheduled", "stale")
 JOB_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 QUEUE_DEPTH_TIMEOUT = 0.5
 REQUEST_TIMEOUT = 5.0
@@ -77,11 +79,23 @@ class JobMetrics:
             ["outcome"],
             registry=registry,
         )
+        for outcome in WEBHOOK_OUTCOMES:
+            self.webhook_deliveries.labels(outcome)
+
+    def _export_at_zero(self, name: str) -> None:
+        """Create a function's series before its first run, so rate() and alerts see a 0 instead
+        of no data (a missing series would leave a dashboard panel empty)."""
+        self.started.labels(name)
+        self.retried.labels(name)
+        self.duration.labels(name)
+        for status in ("complete", "failed"):
+            self.finished.labels(name, status)
 
     def instrument(self, function: JobFunction, timeout: float | None = None) -> JobFunction:
         """Count and time every run. With `timeout`, the run is cut at that many seconds with a
         TimeoutError (a failure), before ARQ's own timeout would cancel it."""
         name = function.__name__
+        self._export_at_zero(name)
 
         @functools.wraps(function)
         async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
