@@ -139,13 +139,14 @@ def check_dev(stack: Stack) -> None:
             f"dev: /readyz ready {took:.0f} s after `up`; /docs: {client.get('/docs').status_code}"
         )
         stack.healthy(services)
-        check_reload(stack.workdir, client)
+        check_reload(stack, client)
 
 
-def check_reload(workdir: Path, client: httpx.Client) -> None:
-    """Edit a route's summary on the host; the reloaded API's OpenAPI document must show it."""
+def check_reload(stack: Stack, client: httpx.Client) -> None:
+    """Edit a route's summary on the host: the reloaded API's OpenAPI document must show it,
+    and the worker must restart."""
     marker = f"edited {uuid.uuid4().hex[:8]}"
-    source = workdir / "src" / "keel" / "api" / "health.py"
+    source = stack.workdir / "src" / "keel" / "api" / "health.py"
     text = source.read_text()
     if 'summary="Liveness probe"' not in text:
         raise CheckFailed("reload: the route to edit is gone from src/keel/api/health.py")
@@ -158,6 +159,13 @@ def check_reload(workdir: Path, client: httpx.Client) -> None:
     if took > RELOAD_LIMIT:
         raise CheckFailed(f"dev: the edit was served after {took:.1f} s (limit {RELOAD_LIMIT} s)")
     passed(f"dev: a route edited on the host was served {took:.1f} s later")
+
+    def restarted() -> bool:
+        logs = stack.compose("logs", "worker")
+        return "restarting the worker" in logs.stdout + logs.stderr
+
+    took = wait_for("dev: the worker restarted on the edit", restarted, 30)
+    passed(f"dev: the worker restarted on the same edit (seen {took:.0f} s after the API)")
 
 
 def check_prod(stack: Stack) -> None:

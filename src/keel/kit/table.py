@@ -25,9 +25,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, TypeAdapter
-from sqlalchemy.dialects import postgresql
 
 from keel.db.database import Reader, Writer
+from keel.kit.identifiers import quote_identifier
 
 Row = TypeVar("Row")
 
@@ -38,16 +38,6 @@ Row = TypeVar("Row")
 TIMESTAMPS = {"created_at": "statement_timestamp()", "updated_at": "statement_timestamp()"}
 TOUCH = {"updated_at": "statement_timestamp()"}
 NEXT_VERSION = {"version": "version + 1"}
-
-
-# PostgreSQL's quoting, as in the schema SQLAlchemy creates: `"order"`, `"userId"`; plain
-# lower-case names stay as they are.
-_QUOTING = postgresql.dialect().identifier_preparer  # type: ignore[no-untyped-call]
-
-
-def _quoted(name: str) -> str:
-    quoted: str = _QUOTING.quote(name)
-    return quoted
 
 
 def _fields(row: type[Any]) -> tuple[str, ...]:
@@ -77,8 +67,8 @@ class Table(Generic[Row]):
         self._validate: Callable[[dict[str, Any]], Row] | None = (
             row.model_validate if issubclass(row, BaseModel) else None
         )
-        self.column_list = ", ".join(map(_quoted, self.columns))
-        self._name = _quoted(name)
+        self.column_list = ", ".join(map(quote_identifier, self.columns))
+        self._name = quote_identifier(name)
         self.on_insert = dict(on_insert or {})
         self.on_update = dict(on_update or {})
         # Built per instance: a method cache on the class would keep every table alive.
@@ -115,7 +105,7 @@ class Table(Generic[Row]):
     def _insert_sql(self, names: tuple[str, ...]) -> str:
         self._check(names, self.on_insert)
         placeholders = [f"${number}" for number in range(1, len(names) + 1)]
-        columns = [*map(_quoted, names), *map(_quoted, self.on_insert)]
+        columns = [*map(quote_identifier, names), *map(quote_identifier, self.on_insert)]
         expressions = [*placeholders, *self.on_insert.values()]
         return (
             f"INSERT INTO {self._name} ({', '.join(columns)}) "  # noqa: S608
@@ -125,8 +115,8 @@ class Table(Generic[Row]):
     def _update_sql(self, names: tuple[str, ...], where: str, first: int) -> str:
         """`SET` the given columns from `$first` on, plus `on_update`; `where` uses `$1...`."""
         self._check(names, self.on_update)
-        assignments = [f"{_quoted(name)} = ${n}" for n, name in enumerate(names, first)]
-        assignments += [f"{_quoted(name)} = {sql}" for name, sql in self.on_update.items()]
+        assignments = [f"{quote_identifier(name)} = ${n}" for n, name in enumerate(names, first)]
+        assignments += [f"{quote_identifier(name)} = {sql}" for name, sql in self.on_update.items()]
         return (
             f"UPDATE {self._name} SET {', '.join(assignments)} "  # noqa: S608
             f"WHERE {where} RETURNING {self.column_list}"
