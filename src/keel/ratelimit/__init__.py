@@ -7,10 +7,12 @@ docs/resilience.md.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import FastAPI
 
+from keel.auth.schemes import BEARER, TokenScheme
 from keel.problems import Problem
 from keel.ratelimit.keys import ClientKey
 from keel.ratelimit.limiter import Limiter, exempt, limit, shared_limit
@@ -45,13 +47,17 @@ def too_many_requests_response() -> dict[str, Any]:
 _METHODS = ("get", "put", "post", "delete", "patch", "options", "head", "trace")
 
 
-def install_rate_limiting(app: FastAPI, settings: Settings) -> Limiter:
+def install_rate_limiting(
+    app: FastAPI, settings: Settings, schemes: Iterable[TokenScheme] = (BEARER,)
+) -> Limiter:
     """The app's limiter (`app.state.limiter`, slowapi's convention) and, when enabled, its
     middleware. Call after the routers are included and before the other middleware, so the
     limiter is the innermost layer: its 429s get the request id, access log, metrics and
-    security headers like any response, and a body over the size limit is refused first."""
+    security headers like any response, and a body over the size limit is refused first.
+    `schemes`: where the app's API surfaces read access tokens (callers are keyed on them)."""
     metrics = getattr(app.state, "metrics", None)
-    limiter = Limiter(settings, registry=metrics.registry if metrics is not None else None)
+    registry = metrics.registry if metrics is not None else None
+    limiter = Limiter(settings, registry=registry, schemes=schemes)
     app.state.limiter = limiter
     if not limiter.enabled:
         return limiter
