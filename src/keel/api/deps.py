@@ -22,7 +22,7 @@ from keel.cache import Cache
 from keel.db.database import Database, Reader, Writer
 from keel.db.request_transaction import RequestTransaction
 from keel.errors import Unauthorized
-from keel.kit.pagination import PageRequest
+from keel.kit.pagination import MAX_OFFSET, OffsetRequest, PageRequest
 from keel.kit.schemas import NO_NUL
 from keel.middleware.deadline import extend_deadline
 from keel.observability.context import bind_user_id
@@ -107,6 +107,21 @@ async def get_page_request(
 
 
 PageQuery = Annotated[PageRequest, Depends(get_page_request)]
+
+
+async def get_offset_request(
+    request: Request,
+    limit: Annotated[int | None, Query(ge=1, description="Capped by PAGE_MAX_LIMIT")] = None,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Rows to skip")] = 0,
+) -> OffsetRequest:
+    """`limit` and `offset` of an offset listing (keel.kit.pagination), declared once."""
+    settings = _resources(request).settings
+    return OffsetRequest.of(
+        limit, offset, default=settings.page_default_limit, maximum=settings.page_max_limit
+    )
+
+
+OffsetQuery = Annotated[OffsetRequest, Depends(get_offset_request)]
 
 # --- Authentication (keel.auth) ---
 # For services that own their transactions (refresh-token rotation must commit a revocation
