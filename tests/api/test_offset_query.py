@@ -45,7 +45,7 @@ async def test_defaults_and_caps(
     "query", [{"offset": MAX_OFFSET + 1}, {"offset": -1}, {"limit": 0}, {"offset": "x"}]
 )
 async def test_out_of_bounds_is_a_422_problem(
-    client: httpx.AsyncClient, query: dict[str, object]
+    client: httpx.AsyncClient, query: dict[str, int | str]
 ) -> None:
     response = await client.get(PATH, params=query)
     assert response.status_code == 422
