@@ -18,7 +18,7 @@ from keel.api import v1 as api_v1
 from keel.api.problems import install_problem_handlers
 from keel.gc_tuning import tuned_collector
 from keel.kit import conditional
-from keel.kit.routing import include_flat
+from keel.kit.routing import include_flat, shadow_literal_paths
 from keel.middleware import install_middleware
 from keel.observability import tracing
 from keel.observability.blocking import LoopBlockDetector
@@ -126,6 +126,7 @@ def create_app(
     include_flat(app, api_v1.router)
     if settings.docs_on:
         docs.install_docs(app)  # after the routers: API requests never try the docs routes
+    shadow_literal_paths(app.router.routes)  # route order never matters (keel.kit.routing)
     install_rate_limiting(app, settings)  # innermost middleware: after routers, before the rest
     install_middleware(app, settings, metrics=metrics, tracing=provider is not None)
     if provider is not None:
