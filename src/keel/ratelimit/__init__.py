@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from keel.auth.schemes import BEARER, TokenScheme
-from keel.problems import Problem
+from keel.problems import PROBLEM_FORMAT, ErrorFormat, ErrorFormats
 from keel.ratelimit.keys import ClientKey
 from keel.ratelimit.limiter import Limiter, exempt, limit, shared_limit
 from keel.ratelimit.middleware import RateLimitMiddleware, RouteTable
@@ -31,7 +31,7 @@ __all__ = [
 _HEADER = {"schema": {"type": "integer"}}
 
 
-def too_many_requests_response() -> dict[str, Any]:
+def too_many_requests_response(format_: ErrorFormat = PROBLEM_FORMAT) -> dict[str, Any]:
     return {
         "description": "Rate limit exceeded; retry after Retry-After seconds",
         "headers": {
@@ -40,7 +40,7 @@ def too_many_requests_response() -> dict[str, Any]:
             "RateLimit-Remaining": _HEADER,
             "RateLimit-Reset": _HEADER,
         },
-        "content": {"application/problem+json": {"schema": Problem.model_json_schema()}},
+        "content": {format_.media_type: {"schema": format_.model.model_json_schema()}},
     }
 
 
@@ -75,8 +75,9 @@ def _document_429(app: FastAPI, routes: RouteTable) -> None:
         if app.openapi_schema:
             return app.openapi_schema
         schema = build()
-        too_many = too_many_requests_response()
+        formats = getattr(app.state, "error_formats", None) or ErrorFormats({})
         for template, operations in schema.get("paths", {}).items():
+            too_many = too_many_requests_response(formats.for_path(template))
             for method, operation in operations.items():
                 if method not in _METHODS:
                     continue
