@@ -12,11 +12,10 @@ from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from opentelemetry.sdk.trace import TracerProvider
 
-from keel.api import docs, health
+from keel.api import docs, health, surfaces
 from keel.api import metrics as metrics_api
 from keel.api.problems import install_problem_handlers
 from keel.api.surface import install_surfaces
-from keel.api.surfaces import SURFACES
 from keel.gc_tuning import tuned_collector
 from keel.kit import conditional
 from keel.kit.routing import include_flat, shadow_literal_paths
@@ -97,7 +96,7 @@ def _install_routes(app: FastAPI, settings: Settings, metrics: Metrics | None) -
     include_flat(app, health.router)
     if metrics is not None:
         include_flat(app, metrics_api.router)
-    install_surfaces(app, SURFACES)  # /api/v1 and any other API surface (keel.api.surfaces)
+    install_surfaces(app, surfaces.SURFACES)  # /api/v1 and any other (keel.api.surfaces)
     if settings.docs_on:
         docs.install_docs(app)  # after the routers: API requests never try the docs routes
     shadow_literal_paths(app.router.routes)  # route order never matters (keel.kit.routing)
@@ -133,7 +132,7 @@ def create_app(
     app.add_exception_handler(conditional.NotModified, conditional.not_modified_response)
     _install_routes(app, settings, metrics)
     # Innermost middleware: after routers, before the rest; callers keyed on every surface's token.
-    install_rate_limiting(app, settings, schemes=[surface.auth.scheme for surface in SURFACES])
+    install_rate_limiting(app, settings, schemes=[s.auth.scheme for s in surfaces.SURFACES])
     install_middleware(app, settings, metrics=metrics, tracing=provider is not None)
     if provider is not None:
         tracing.instrument_app(app, provider, settings)

@@ -12,8 +12,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from keel import main
-from keel.api import v1
+from keel.api import surfaces, v1
 from keel.main import create_app
 from keel.settings import Settings
 from tests.api import token_surface
@@ -28,7 +27,7 @@ THINGS = f"{PREFIX}/things"
 @pytest.fixture
 def two_surfaces(monkeypatch: pytest.MonkeyPatch) -> None:
     """The app serves /api/v1 and the token surface (what registering it in SURFACES does)."""
-    monkeypatch.setattr(main, "SURFACES", (v1.surface, token_surface.surface))
+    monkeypatch.setattr(surfaces, "SURFACES", (v1.surface, token_surface.surface))
 
 
 @pytest.fixture

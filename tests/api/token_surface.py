@@ -52,7 +52,7 @@ class ThingIn(BaseModel):
     title: str
 
 
-@router.get("/{slug:slug}", operation_id="read_thing", responses=surface.responses(401, 404))
+@router.get("/{slug:slug}", operation_id="read_thing", responses=surface.responses(401, 404, 422))
 async def read_thing(slug: Slug, user: MaybeUser) -> dict[str, str | None]:
     return {"slug": slug, "viewer": str(user.user_id) if user else None}
 
