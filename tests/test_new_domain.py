@@ -21,7 +21,14 @@ import pytest
 from keel.db.migrations import project_root
 from tests.helpers.servers import recreate_database, run_database_name, with_database
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(900),
+    # Inside the copy tests/test_any_api_shape.py runs: copying again would only repeat this.
+    pytest.mark.skipif(
+        os.environ.get("KEEL_COPY_SUITE") == "skip", reason="inside a copy's suite run"
+    ),
+]
 
 ROOT = project_root()
 DOC = ROOT / "docs" / "domain.md"

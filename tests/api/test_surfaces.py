@@ -143,6 +143,8 @@ async def test_the_document_shows_each_surface_with_its_scheme_and_error_format(
     assert feed["security"] == [{"TokenHeader": []}]
     assert list(feed["responses"]["401"]["content"]) == ["application/json"]
     assert list(feed["responses"]["429"]["content"]) == ["application/json"]
+    optional = document["paths"][f"{THINGS}/{{slug}}"]["get"]
+    assert optional["security"] == [{}, {"TokenHeader": []}]  # anonymous reads are allowed
     items = document["paths"]["/api/v1/items"]["get"]
     assert list(items["responses"]["429"]["content"]) == [PROBLEM]
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import APIKeyHeader
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from keel.api.deps import TokenAuthentication
 from keel.api.surface import ApiSurface
@@ -22,6 +22,10 @@ PREFIX = "/test-token"
 
 class ErrorBody(BaseModel):
     """The error body this surface's clients expect."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"errors": {"body": ["Not found."]}}]}
+    )
 
     errors: dict[str, list[str]]
 

@@ -181,6 +181,11 @@ class _OptionalUser(_TokenSecurity):
         return await self._user(request, self.scheme.token_in(sent) or INVALID_CREDENTIAL)
 
 
+def is_optional_authentication(call: object) -> bool:
+    """Whether a dependency is an `optional` user (its route documents anonymous access)."""
+    return isinstance(call, _OptionalUser)
+
+
 # Never a valid token: an unusable credential gets the same 401 as a forged one.
 INVALID_CREDENTIAL = "invalid"
 

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 
-from keel.api.deps import TokenAuthentication
+from keel.api.deps import TokenAuthentication, is_optional_authentication
 from keel.kit.routing import include_flat
 from keel.kit.schemas import MAX_ERRORS
 from keel.problems import PROBLEM_FORMAT, ErrorFormat, ErrorFormats
@@ -78,3 +80,31 @@ def install_surfaces(app: FastAPI, surfaces: Sequence[ApiSurface]) -> None:
     for surface in surfaces:
         include_flat(app, surface.router, prefix=surface.prefix)
     app.state.error_formats = ErrorFormats({s.prefix: s.errors for s in surfaces})
+    _document_optional_authentication(app)
+
+
+def _document_optional_authentication(app: FastAPI) -> None:
+    """An operation whose user is optional lists `{}` (no credential) among its security
+    requirements, so clients and schemathesis know anonymous calls are allowed."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        for route in app.routes:
+            if isinstance(route, APIRoute) and _has_optional_user(route.dependant):
+                for method in route.methods or ():
+                    path = schema.get("paths", {}).get(route.path_format, {})
+                    operation = path.get(method.lower(), {})
+                    if operation.get("security") and {} not in operation["security"]:
+                        operation["security"] = [{}, *operation["security"]]
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _has_optional_user(dependant: Dependant) -> bool:
+    return is_optional_authentication(dependant.call) or any(
+        _has_optional_user(dependency) for dependency in dependant.dependencies
+    )

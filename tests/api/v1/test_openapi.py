@@ -175,7 +175,8 @@ def _examples(schema: dict[str, Any], media: dict[str, Any]) -> bool:
     if "examples" in node:
         return True
     items = node.get("properties", {}).get("items", {})
-    if node.get("title", "").startswith("Page[") and "$ref" in items.get("items", {}):
+    paged = node.get("title", "").startswith(("Page[", "OffsetPage["))
+    if paged and "$ref" in items.get("items", {}):
         return _examples(schema, {"schema": items["items"]})
     return False
 
