@@ -10,10 +10,12 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+import structlog
 from redis.asyncio import Redis
 
 from keel.api import surfaces, v1
 from keel.main import create_app
+from keel.observability.logging import CONTEXT_PROCESSORS
 from keel.settings import Settings
 from tests.api import token_surface
 from tests.api.token_surface import PREFIX
@@ -152,3 +154,16 @@ async def test_the_document_shows_each_surface_with_its_scheme_and_error_format(
 def test_create_app_without_the_surface_serves_none_of_it(settings: Settings) -> None:
     app = create_app(settings)
     assert not any(getattr(r, "path", "").startswith(PREFIX) for r in app.router.routes)
+
+
+async def test_the_access_log_names_the_user_of_any_scheme(
+    surface_client: httpx.AsyncClient, user: Account
+) -> None:
+    """The optional and required users of the token surface bind the user for the access log,
+    as /api/v1's bearer authentication does."""
+    with structlog.testing.capture_logs(processors=list(CONTEXT_PROCESSORS)) as logs:
+        await surface_client.get(f"{THINGS}/a-thing", headers=token(user))
+        await surface_client.get(f"{THINGS}/feed", headers=token(user))
+        await surface_client.get(f"{THINGS}/a-thing")
+    lines = [line for line in logs if line["event"] == "request"]
+    assert [line.get("user_id") for line in lines] == [str(user.id), str(user.id), None]
