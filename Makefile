@@ -48,13 +48,15 @@ test: $(BIN)/.synced ## the whole suite against real PostgreSQL and Redis (TEST_
 
 # The lock must be current and pin each lower bound of pyproject.toml; then the suite runs on
 # exactly those versions in a venv of its own, synced every time (seconds with uv's cache).
+# KEEL_COPY_SUITE=skip (here and in test-python): tests/test_any_api_shape.py runs a whole
+# second suite on a copy of the project; `make test` runs it, once per CI is enough.
 test-lowest: $(UV) ## the whole suite on the lowest versions pyproject.toml allows (.venv-lowest)
 	@$(MAKE) --no-print-directory lock-check LOCKS=requirements-lowest.lock
 	$(PYTHON) scripts/lower_bounds.py check requirements-lowest.lock
 	test -x $(LOWEST_VENV)/bin/python || $(UV) venv --quiet --python $(PYTHON) $(LOWEST_VENV)
 	$(UV) pip sync --quiet --python $(LOWEST_VENV)/bin/python requirements-lowest.lock
 	$(UV) pip install --quiet --python $(LOWEST_VENV)/bin/python --no-deps -e .
-	$(LOWEST_VENV)/bin/pytest $(PYTEST_ARGS)
+	KEEL_COPY_SUITE=skip $(LOWEST_VENV)/bin/pytest $(PYTEST_ARGS)
 
 # The suite on another Python version, in a venv of its own (.venv-3.13 ...); the interpreter
 # is found on PATH or through pyenv (scripts/find_python.sh). Exit 3: not on this machine.
@@ -64,7 +66,7 @@ test-python: $(UV) ## the whole suite on Python $(PY): make test-python PY=3.13
 	  test -x .venv-$(PY)/bin/python || $(UV) venv --quiet --python "$$interpreter" .venv-$(PY)
 	$(UV) pip sync --quiet --python .venv-$(PY)/bin/python requirements-dev.lock
 	$(UV) pip install --quiet --python .venv-$(PY)/bin/python --no-deps -e .
-	.venv-$(PY)/bin/pytest $(PYTEST_ARGS)
+	KEEL_COPY_SUITE=skip .venv-$(PY)/bin/pytest $(PYTEST_ARGS)
 
 lint: $(BIN)/.synced ## ruff format --check + ruff check
 	$(BIN)/ruff format --check src tests migrations bench scripts

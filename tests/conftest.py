@@ -2,7 +2,8 @@
 per test.
 
 Servers: TEST_DATABASE_URL / TEST_REDIS_URL when set, otherwise embedded servers started here.
-Under pytest-xdist each worker gets its own database and its own Redis logical database.
+Each test process (each pytest-xdist worker, each run) gets its own database and its own Redis
+logical database, so several runs can share one server (tests.helpers.servers).
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ from tests.auth.accounts import Account, AccountFactory, make_account
 from tests.helpers.database import TransactionBoundDatabase
 from tests.helpers.lifespan import LifespanManager
 from tests.helpers.servers import (
+    claimed_redis_db,
+    drop_database,
     recreate_database,
+    run_database_name,
     with_database,
-    with_redis_db,
-    xdist_index,
     xdist_worker,
 )
 from tests.helpers.statements import StatementCounter
@@ -50,21 +52,25 @@ def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
 
 
 @pytest.fixture(scope="session")
-def database_url(postgres_server_url: str) -> str:
-    """A fresh database for this test process, migrated once with `alembic upgrade head`."""
-    name = f"keel_test_{xdist_worker()}"
+def database_url(postgres_server_url: str) -> Iterator[str]:
+    """A fresh database for this test process, migrated once with `alembic upgrade head`, and
+    dropped at the end. Named for the worker and the run: two runs on one server never meet."""
+    name = run_database_name("test")
     asyncio.run(recreate_database(postgres_server_url, name))
     url = with_database(postgres_server_url, name)
     run_migrations(url, configure_logging=False)
-    return url
+    yield url
+    asyncio.run(drop_database(postgres_server_url, name))
 
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     configured = os.environ.get("TEST_REDIS_URL")
     if configured:
-        # Logical databases 1..15 keep parallel workers (and a developer's db 0) apart.
-        yield with_redis_db(configured, 1 + xdist_index() % 15)
+        # A logical database of 1..15 claimed for this run: parallel workers, other runs on the
+        # same server and a developer's db 0 stay apart.
+        with claimed_redis_db(configured) as url:
+            yield url
         return
     with EmbeddedRedis(tmp_path_factory.mktemp("redis")) as server:
         yield server.url

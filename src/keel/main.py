@@ -12,13 +12,13 @@ from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from opentelemetry.sdk.trace import TracerProvider
 
-from keel.api import docs, health
+from keel.api import docs, health, surfaces
 from keel.api import metrics as metrics_api
-from keel.api import v1 as api_v1
 from keel.api.problems import install_problem_handlers
+from keel.api.surface import install_surfaces
 from keel.gc_tuning import tuned_collector
 from keel.kit import conditional
-from keel.kit.routing import include_flat
+from keel.kit.routing import include_flat, shadow_literal_paths
 from keel.middleware import install_middleware
 from keel.observability import tracing
 from keel.observability.blocking import LoopBlockDetector
@@ -91,6 +91,17 @@ async def _cancel(task: asyncio.Task[None]) -> None:
         await task
 
 
+def _install_routes(app: FastAPI, settings: Settings, metrics: Metrics | None) -> None:
+    # `include_flat` is `app.include_router` with the routes registered flat (keel.kit.routing).
+    include_flat(app, health.router)
+    if metrics is not None:
+        include_flat(app, metrics_api.router)
+    install_surfaces(app, surfaces.SURFACES)  # /api/v1 and any other (keel.api.surfaces)
+    if settings.docs_on:
+        docs.install_docs(app)  # after the routers: API requests never try the docs routes
+    shadow_literal_paths(app.router.routes)  # route order never matters (keel.kit.routing)
+
+
 def create_app(
     settings: Settings | None = None, *, tracer_provider: TracerProvider | None = None
 ) -> FastAPI:
@@ -119,14 +130,9 @@ def create_app(
     app.state.metrics = metrics
     install_problem_handlers(app)
     app.add_exception_handler(conditional.NotModified, conditional.not_modified_response)
-    # `include_flat` is `app.include_router` with the routes registered flat (keel.kit.routing).
-    include_flat(app, health.router)
-    if metrics is not None:
-        include_flat(app, metrics_api.router)
-    include_flat(app, api_v1.router)
-    if settings.docs_on:
-        docs.install_docs(app)  # after the routers: API requests never try the docs routes
-    install_rate_limiting(app, settings)  # innermost middleware: after routers, before the rest
+    _install_routes(app, settings, metrics)
+    # Innermost middleware: after routers, before the rest; callers keyed on every surface's token.
+    install_rate_limiting(app, settings, schemes=[s.auth.scheme for s in surfaces.SURFACES])
     install_middleware(app, settings, metrics=metrics, tracing=provider is not None)
     if provider is not None:
         tracing.instrument_app(app, provider, settings)

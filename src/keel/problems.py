@@ -1,13 +1,18 @@
-"""RFC 9457 problem documents (`application/problem+json`): how every error response is built.
+"""How every error response is built: RFC 9457 problem documents (`application/problem+json`)
+unless the API surface a path belongs to writes its errors in a format of its own.
 
 Framework-level, so both the FastAPI exception handlers (`keel.api.problems`) and the pure ASGI
 layers that answer before any route runs (the body limit's 413, the error layer's 500, the rate
-limiter's 429) render errors the same way without the middleware depending on `keel.api`.
+limiter's 429, the deadline's 503) render errors the same way without the middleware depending
+on `keel.api`. Each error is first an `ErrorDetails`; the `ErrorFormat` of the request's path
+(`ErrorFormats`, built once by create_app and kept in `app.state.error_formats`) writes its
+body. Only error responses look the format up; a successful request pays nothing for it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -47,6 +52,71 @@ class Problem(BaseModel):
     request_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ErrorDetails:
+    """One error, whatever format writes it. `extensions` carries what the error adds
+    (`errors` and `error_count` of a validation error, `max_bytes` of a 413 ...)."""
+
+    status: int
+    title: str
+    type: str = "about:blank"
+    detail: str | None = None
+    instance: str = ""
+    request_id: str | None = None
+    extensions: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorFormat:
+    """How an API surface writes its error bodies: `render` returns the JSON body of one error,
+    answered as `media_type`; `model` describes it in the OpenAPI document. The status and the
+    headers (Retry-After, Allow, WWW-Authenticate ...) are set for every format alike."""
+
+    media_type: str
+    render: Callable[[ErrorDetails], Any]
+    model: type[BaseModel]
+
+
+def problem_document(error: ErrorDetails) -> dict[str, Any]:
+    body: dict[str, Any] = {"type": error.type, "title": error.title, "status": error.status}
+    if error.detail:
+        body["detail"] = error.detail
+    body["instance"] = error.instance
+    if error.request_id:
+        body["request_id"] = error.request_id
+    body.update(error.extensions)
+    return body
+
+
+PROBLEM_FORMAT = ErrorFormat(PROBLEM_CONTENT_TYPE, problem_document, Problem)
+
+
+class ErrorFormats:
+    """The error format of each API surface's path prefix; problem+json everywhere else."""
+
+    def __init__(self, by_prefix: Mapping[str, ErrorFormat]) -> None:
+        # Longest prefix first; problem+json prefixes need no entry (it is the default).
+        self._prefixes = tuple(
+            (prefix.rstrip("/"), format_)
+            for prefix, format_ in sorted(by_prefix.items(), key=lambda item: -len(item[0]))
+            if format_ is not PROBLEM_FORMAT
+        )
+
+    def for_path(self, path: str) -> ErrorFormat:
+        for prefix, format_ in self._prefixes:
+            if path.startswith(prefix) and path[len(prefix) : len(prefix) + 1] in ("", "/"):
+                return format_
+        return PROBLEM_FORMAT
+
+
+def _format_of(request: Request) -> ErrorFormat:
+    app = request.scope.get("app")  # set by Starlette before any middleware runs
+    formats = getattr(getattr(app, "state", None), "error_formats", None)
+    if isinstance(formats, ErrorFormats):
+        return formats.for_path(request.scope["path"])
+    return PROBLEM_FORMAT
+
+
 def problem_response(
     request: Request,
     status: int,
@@ -57,20 +127,22 @@ def problem_response(
     headers: Mapping[str, str] | None = None,
     extensions: Mapping[str, Any] | None = None,
 ) -> Response:
-    body: dict[str, Any] = {"type": type_, "title": title, "status": status}
-    if detail:
-        body["detail"] = detail
-    body["instance"] = request.url.path
-    request_id = getattr(request.state, "request_id", None)
-    if request_id:
-        body["request_id"] = request_id
-    if extensions:
-        body.update(extensions)
+    """The error response, in the format of the request path's API surface."""
+    error = ErrorDetails(
+        status,
+        title,
+        type_,
+        detail,
+        instance=request.url.path,
+        request_id=getattr(request.state, "request_id", None),
+        extensions=extensions or {},
+    )
+    format_ = _format_of(request)
     return Response(
-        orjson.dumps(body),
+        orjson.dumps(format_.render(error)),
         status_code=status,
         headers=dict(headers or {}),
-        media_type=PROBLEM_CONTENT_TYPE,
+        media_type=format_.media_type,
     )
 
 

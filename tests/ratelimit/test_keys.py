@@ -7,6 +7,7 @@ import uuid
 import pytest
 from starlette.requests import Request
 
+from keel.auth.schemes import BEARER, TokenScheme
 from keel.auth.tokens import issue_access_token
 from keel.ratelimit import ClientKey
 from keel.settings import Environment, Settings
@@ -115,3 +116,21 @@ def test_the_ip_key_ignores_even_a_valid_token() -> None:
     sent = request("203.0.113.7", {"Authorization": f"Bearer {token}"})
     assert key(sent).startswith("user:")
     assert key.ip(sent) == "ip:203.0.113.7"
+
+
+def test_every_surface_scheme_counts_its_token_against_its_user() -> None:
+    """A surface reading `Authorization: Token <jwt>` or an API-key header is keyed on the user
+    like a bearer token: the limiter reads tokens the way the surfaces' authentication does."""
+    settings = make_settings()
+    schemes = (BEARER, TokenScheme(prefix="Token"), TokenScheme(header="X-API-Key", prefix=None))
+    key = ClientKey(settings, schemes)
+    user = uuid.uuid4()
+    token = issue_access_token(settings, user, uuid.uuid4())
+    for headers in (
+        {"Authorization": f"Bearer {token}"},
+        {"Authorization": f"token {token}"},
+        {"X-API-Key": token},
+    ):
+        assert key(request("203.0.113.7", headers)) == f"user:{user}", headers
+    # A scheme the app does not read is no token at all.
+    assert ClientKey(settings)(request("203.0.113.7", {"X-API-Key": token})) == "ip:203.0.113.7"

@@ -12,14 +12,17 @@ from typing import Annotated, Any
 from arq.connections import ArqRedis
 from fastapi import Depends, Query, Request
 from fastapi.security import OAuth2PasswordBearer
+from fastapi.security.base import SecurityBase
 from redis.asyncio import Redis
 from starlette.requests import HTTPConnection
 
+from keel.auth.schemes import BEARER, TokenScheme
 from keel.auth.service import Principal, authenticate
 from keel.cache import Cache
 from keel.db.database import Database, Reader, Writer
 from keel.db.request_transaction import RequestTransaction
-from keel.kit.pagination import PageRequest
+from keel.errors import Unauthorized
+from keel.kit.pagination import MAX_OFFSET, OffsetRequest, PageRequest
 from keel.kit.schemas import NO_NUL
 from keel.middleware.deadline import extend_deadline
 from keel.observability.context import bind_user_id
@@ -105,32 +108,99 @@ async def get_page_request(
 
 PageQuery = Annotated[PageRequest, Depends(get_page_request)]
 
+
+async def get_offset_request(
+    request: Request,
+    limit: Annotated[int | None, Query(ge=1, description="Capped by PAGE_MAX_LIMIT")] = None,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Rows to skip")] = 0,
+) -> OffsetRequest:
+    """`limit` and `offset` of an offset listing (keel.kit.pagination), declared once."""
+    settings = _resources(request).settings
+    return OffsetRequest.of(
+        limit, offset, default=settings.page_default_limit, maximum=settings.page_max_limit
+    )
+
+
+OffsetQuery = Annotated[OffsetRequest, Depends(get_offset_request)]
+
 # --- Authentication (keel.auth) ---
 # For services that own their transactions (refresh-token rotation must commit a revocation
 # even when the request then fails); everything else uses `Db`.
 DatabaseDep = Annotated[Database, Depends(get_database)]
 
 
-class BearerAuthentication(OAuth2PasswordBearer):
-    """The acting user of `Authorization: Bearer <access token>` (keel.auth.service).
+class TokenAuthentication:
+    """The users of one `TokenScheme`, as FastAPI security dependencies.
 
-    It is the security scheme itself: OpenAPI documents the password flow, so Swagger's
-    Authorize button works. auto_error=False: a missing token is our own 401 problem.
-    PostgreSQL is read (one statement, no transaction) only when Redis has no answer.
+    `required`: the acting `Principal`, or a 401 problem. `optional`: the same user, or None
+    when the request carries no credential at all (public reads that personalise); a credential
+    that is present but invalid, expired or revoked is a 401, never silently anonymous. Both
+    bind the user for the access log (`bind_user_id`), and the rate limiter keys callers on the
+    same scheme's token (`keel.ratelimit.keys`), so all three see one caller.
+
+    `security` is the OpenAPI security scheme the dependencies document (FastAPI's
+    `OAuth2PasswordBearer` for `/api/v1`'s Authorize button, `APIKeyHeader` for a header such
+    as `Authorization: Token <jwt>`); only its `model` and `scheme_name` are used.
     """
 
-    async def __call__(self, request: HTTPConnection) -> Principal:  # type: ignore[override]
-        token = await super().__call__(request)
+    def __init__(self, scheme: TokenScheme, security: SecurityBase) -> None:
+        self.scheme = scheme
+        self.required = _RequiredUser(scheme, security)
+        self.optional = _OptionalUser(scheme, security)
+
+
+class _TokenSecurity(SecurityBase):
+    def __init__(self, scheme: TokenScheme, security: SecurityBase) -> None:
+        self.scheme = scheme
+        self.model = security.model
+        self.scheme_name = security.scheme_name
+
+    async def _user(self, request: HTTPConnection, token: str | None) -> Principal:
         resources = _resources(request)
-        user = await authenticate(resources.db, resources.sessions, resources.settings, token)
+        try:
+            user = await authenticate(resources.db, resources.sessions, resources.settings, token)
+        except Unauthorized as error:
+            if self.scheme.prefix:  # the challenge names the scheme the client must use
+                error.headers["WWW-Authenticate"] = self.scheme.prefix
+            raise
         bind_user_id(request, user.user_id)  # the access log line and later log lines name it
         return user
 
 
-get_current_user = BearerAuthentication(
-    tokenUrl="/api/v1/auth/token", scheme_name="OAuth2PasswordBearer", auto_error=False
+class _RequiredUser(_TokenSecurity):
+    async def __call__(self, request: HTTPConnection) -> Principal:
+        return await self._user(request, self.scheme.token(request.scope["headers"]))
+
+
+class _OptionalUser(_TokenSecurity):
+    async def __call__(self, request: HTTPConnection) -> Principal | None:
+        sent = self.scheme.value(request.scope["headers"])
+        if sent is None:
+            return None  # anonymous
+        # Sent but not this scheme's (`Basic ...`) or empty: a 401 like an invalid token.
+        return await self._user(request, self.scheme.token_in(sent) or INVALID_CREDENTIAL)
+
+
+def is_optional_authentication(call: object) -> bool:
+    """Whether a dependency is an `optional` user (its route documents anonymous access)."""
+    return isinstance(call, _OptionalUser)
+
+
+# Never a valid token: an unusable credential gets the same 401 as a forged one.
+INVALID_CREDENTIAL = "invalid"
+
+# `/api/v1`: `Authorization: Bearer <access token>`, documented as OAuth2's password flow, so
+# Swagger's Authorize button works. PostgreSQL is read (one statement, no transaction) only when
+# Redis has no answer.
+bearer_auth = TokenAuthentication(
+    BEARER,
+    OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", scheme_name="OAuth2PasswordBearer"),
 )
+get_current_user = bearer_auth.required
 CurrentUser = Annotated[Principal, Depends(get_current_user)]
+get_optional_user = bearer_auth.optional
+# The caller when signed in, else None: for public reads that personalise.
+OptionalUser = Annotated[Principal | None, Depends(get_optional_user)]
 
 
 async def get_admin_user(user: CurrentUser) -> Principal:

@@ -1,4 +1,12 @@
-"""Keyset (cursor) pagination: stable order, no OFFSET, opaque signed cursors.
+"""Pagination, declared once: keyset (the default) and offset/limit with an optional total.
+
+Which to offer (docs/domain.md): keyset pages cost the same at any depth and never skip or
+repeat a row when rows are added meanwhile, but only go forward; offset pages let a client jump
+to page N and show "page 3 of 12", but the database reads and drops every row before `offset`
+(so `offset` is bounded by MAX_OFFSET), rows shift between pages when the listing changes, and
+the total is one more statement (`count=True`, only when a page cannot tell it).
+
+Keyset (cursor) pagination: stable order, no OFFSET, opaque signed cursors.
 
 A listing orders its rows by one column, ties broken by `id` (`"-created_at"`: newest first),
 and each page asks for the rows after the last one served: `WHERE (column, id) < ($n, $m)`,
@@ -30,6 +38,8 @@ T = TypeVar("T")
 Row = TypeVar("Row")
 MAC_BYTES = 12
 INVALID_CURSOR = "The cursor is invalid or belongs to a different query."
+# The deepest offset a client may ask for: PostgreSQL reads and drops every row before it.
+MAX_OFFSET = 10_000
 
 
 class Page(BaseModel, Generic[T]):
@@ -156,3 +166,75 @@ def _decode(page: PageRequest, scope: str, cursor: str) -> list[Any]:
     if not isinstance(key, list) or len(key) != 2:
         raise BadRequest(INVALID_CURSOR)
     return key
+
+
+# --- Offset/limit pages ---
+
+
+class OffsetPage(BaseModel, Generic[T]):
+    """One page of an offset listing, as the API answers it."""
+
+    items: list[T]
+    total: int | None = Field(
+        description="How many rows the whole listing has; null when it is not counted."
+    )
+    limit: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetSlice(Generic[T]):
+    """One offset page as a service returns it (`OffsetPage[Read].model_validate(slice,
+    from_attributes=True)` in the router, as keyset pages do)."""
+
+    items: list[T]
+    total: int | None
+    limit: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetRequest:
+    """The page a client asked for: its size (defaulted and capped) and how many rows to skip
+    (already checked against MAX_OFFSET by the query parameter)."""
+
+    limit: int
+    offset: int
+
+    @classmethod
+    def of(cls, limit: int | None, offset: int, *, default: int, maximum: int) -> OffsetRequest:
+        size = default if limit is None else max(1, min(limit, maximum))
+        return cls(size, max(0, min(offset, MAX_OFFSET)))
+
+
+async def fetch_offset_page(
+    table: Table[Row],
+    db: Reader,
+    page: OffsetRequest,
+    where: str,
+    *args: Any,
+    sort: str,
+    count: bool = False,
+) -> OffsetSlice[Row]:
+    """`page.limit` rows of `table` matching `where` after skipping `page.offset`, in `sort`
+    order (ties by `id`, so pages never overlap). Past the end: an empty page, not an error.
+
+    `count=True` also answers the listing's total: taken from the page itself when it is
+    partial and not empty (no second statement), else one `count(*)` with the same filter."""
+    order = Order.parse(sort)
+    if order.column not in table.columns:
+        raise ValueError(f"{table.name} has no column {order.column!r} to sort by")
+    first = len(args) + 1
+    limit = f"${first} OFFSET ${first + 1}"
+    sql = table.select_sql(where, order_by=order.order_by(), limit=limit)
+    rows = await table.fetch_all(db, sql, *args, page.limit, page.offset)
+    total: int | None = None
+    if count:
+        partial = 0 < len(rows) < page.limit
+        total = page.offset + len(rows) if partial else await _count(table, db, where, args)
+    return OffsetSlice(rows, total, page.limit, page.offset)
+
+
+async def _count(table: Table[Any], db: Reader, where: str, args: Sequence[Any]) -> int:
+    total: int = await db.fetchval(f"SELECT count(*) FROM {table.name} WHERE {where}", *args)  # noqa: S608
+    return total

@@ -22,18 +22,41 @@ after it was included (FastAPI would pick those up; include the router once it i
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Coroutine
-from typing import Any
+import re
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Annotated, Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Path
 from fastapi.dependencies.utils import get_dependant
 from fastapi.routing import APIRoute, APIRouter, RouteContext, iter_route_contexts
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
 
 from keel.kit.dependency_plan import DependencyPlan, compile_plan
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+# A slug: lowercase words of letters and digits joined by single hyphens (`how-to-train-2`).
+SLUG_PATTERN = r"[a-z0-9]+(?:-[a-z0-9]+)*"
+
+
+class SlugConvertor(Convertor[str]):
+    """`{slug:slug}` in a path: only a slug routes there (anything else finds no route, 404)."""
+
+    regex = SLUG_PATTERN
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("slug", SlugConvertor())
+# The endpoint's parameter: `slug: Slug` (OpenAPI then documents the pattern too).
+Slug = Annotated[str, Path(pattern=f"^{SLUG_PATTERN}$", max_length=200)]
 
 # APIRoute's arguments that a route context does not hold under the same name.
 _NOT_ON_CONTEXT = frozenset({"self", "path", "endpoint", "form_limits"})
@@ -126,3 +149,31 @@ def _flat_route(context: RouteContext, router_limits: dict[str, Any]) -> Planned
         form_limits=form_limits or None,  # type: ignore[arg-type]
         **route_arguments(context),
     )
+
+
+def shadow_literal_paths(routes: Sequence[BaseRoute]) -> None:
+    """Make routing independent of route order: a path with parameters never matches the path
+    of a literal sibling route (`/things/{slug:slug}` never takes `/things/feed`).
+
+    Starlette tries routes in order and takes the first whose path *and* method match, so
+    whatever the order, `DELETE /things/feed` would reach the slug route (slug "feed") when
+    only `/things/{slug}` has a DELETE, and a 405's `Allow` would name the slug route's methods.
+    Here each parameter route's `path_regex` refuses its literal siblings' paths, once, at
+    start-up (`keel.main.create_app`, after every router is included): routing, the 405 `Allow`
+    header (keel.api.problems), the body limit and the rate limiter all match with it, and a
+    route no literal path can reach (`/items/{item_id:uuid}`) keeps its regex unchanged."""
+    plain = [route for route in routes if isinstance(route, Route)]
+    literals = {route.path for route in plain if not route.param_convertors}
+    for route in plain:
+        if not route.param_convertors:
+            continue
+        captured = sorted(path for path in literals if route.path_regex.match(path))
+        if captured:
+            route.path_regex = _refusing(route.path_regex, captured)
+
+
+def _refusing(regex: re.Pattern[str], paths: list[str]) -> re.Pattern[str]:
+    """`regex` (Starlette's `^...$`) that no longer matches any of `paths` exactly."""
+    assert regex.pattern.startswith("^")
+    refused = "|".join(re.escape(path) for path in paths)
+    return re.compile(f"^(?!(?:{refused})$){regex.pattern[1:]}")

@@ -7,11 +7,13 @@ docs/resilience.md.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import FastAPI
 
-from keel.problems import Problem
+from keel.auth.schemes import BEARER, TokenScheme
+from keel.problems import PROBLEM_FORMAT, ErrorFormat, ErrorFormats
 from keel.ratelimit.keys import ClientKey
 from keel.ratelimit.limiter import Limiter, exempt, limit, shared_limit
 from keel.ratelimit.middleware import RateLimitMiddleware, RouteTable
@@ -29,7 +31,7 @@ __all__ = [
 _HEADER = {"schema": {"type": "integer"}}
 
 
-def too_many_requests_response() -> dict[str, Any]:
+def too_many_requests_response(format_: ErrorFormat = PROBLEM_FORMAT) -> dict[str, Any]:
     return {
         "description": "Rate limit exceeded; retry after Retry-After seconds",
         "headers": {
@@ -38,20 +40,24 @@ def too_many_requests_response() -> dict[str, Any]:
             "RateLimit-Remaining": _HEADER,
             "RateLimit-Reset": _HEADER,
         },
-        "content": {"application/problem+json": {"schema": Problem.model_json_schema()}},
+        "content": {format_.media_type: {"schema": format_.model.model_json_schema()}},
     }
 
 
 _METHODS = ("get", "put", "post", "delete", "patch", "options", "head", "trace")
 
 
-def install_rate_limiting(app: FastAPI, settings: Settings) -> Limiter:
+def install_rate_limiting(
+    app: FastAPI, settings: Settings, schemes: Iterable[TokenScheme] = (BEARER,)
+) -> Limiter:
     """The app's limiter (`app.state.limiter`, slowapi's convention) and, when enabled, its
     middleware. Call after the routers are included and before the other middleware, so the
     limiter is the innermost layer: its 429s get the request id, access log, metrics and
-    security headers like any response, and a body over the size limit is refused first."""
+    security headers like any response, and a body over the size limit is refused first.
+    `schemes`: where the app's API surfaces read access tokens (callers are keyed on them)."""
     metrics = getattr(app.state, "metrics", None)
-    limiter = Limiter(settings, registry=metrics.registry if metrics is not None else None)
+    registry = metrics.registry if metrics is not None else None
+    limiter = Limiter(settings, registry=registry, schemes=schemes)
     app.state.limiter = limiter
     if not limiter.enabled:
         return limiter
@@ -69,8 +75,9 @@ def _document_429(app: FastAPI, routes: RouteTable) -> None:
         if app.openapi_schema:
             return app.openapi_schema
         schema = build()
-        too_many = too_many_requests_response()
+        formats = getattr(app.state, "error_formats", None) or ErrorFormats({})
         for template, operations in schema.get("paths", {}).items():
+            too_many = too_many_requests_response(formats.for_path(template))
             for method, operation in operations.items():
                 if method not in _METHODS:
                     continue

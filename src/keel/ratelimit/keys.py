@@ -5,7 +5,9 @@ profile changes) count by IP whatever token is sent (`limit(..., by_ip=True)`, `
 tokens are free to whoever registers throw-away accounts, so a token must not open a fresh
 bucket there.
 
-* A bearer token counts only when it verifies (signature, algorithm, claims: the same check as
+* A token (read by each API surface's `TokenScheme`, `keel.auth.schemes`: the same reading as
+  its authentication dependency, so `Authorization: Token <jwt>` counts like a bearer token)
+  counts only when it verifies (signature, algorithm, claims: the same check as
   authentication, `keel.auth.tokens`), so nobody gets a fresh bucket by sending made-up tokens.
   No database or Redis is asked: a revoked session still counts against its user, which is right
   for a limit. Verified tokens are remembered (bounded) so a client's later requests cost a dict
@@ -25,6 +27,7 @@ from collections.abc import Iterable
 
 from starlette.requests import Request
 
+from keel.auth.schemes import BEARER, TokenScheme
 from keel.auth.tokens import decode_access_token
 from keel.errors import Unauthorized
 from keel.settings import Settings
@@ -38,8 +41,10 @@ UNKNOWN_CLIENT = "ip:unknown"
 class ClientKey:
     """A slowapi key function (`key_func(request) -> str`)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, schemes: Iterable[TokenScheme] = (BEARER,)) -> None:
         self.settings = settings
+        # Distinct schemes, in order: one read of the headers per scheme that can carry a token.
+        self.schemes = tuple(dict.fromkeys(schemes))
         networks = [
             ipaddress.ip_network(entry, strict=False)
             for entry in settings.rate_limit_trusted_proxies
@@ -54,11 +59,11 @@ class ClientKey:
         self._users: dict[str, str] = {}
 
     def __call__(self, request: Request) -> str:
-        authorization = _authorization(request.scope["headers"])
-        if authorization:
-            scheme, _, token = authorization.partition(" ")
-            if scheme.lower() == "bearer" and token:
-                user = self.user_key(token.strip())
+        headers = request.scope["headers"]
+        for scheme in self.schemes:
+            token = scheme.token(headers)
+            if token:
+                user = self.user_key(token)
                 if user is not None:
                     return user
         return self.ip(request)
@@ -105,15 +110,6 @@ class ClientKey:
             if not self.is_trusted(hop):
                 break
         return _normalize(client)
-
-
-def _authorization(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
-    """The Authorization header, read from the ASGI headers (lowercase names, per the ASGI
-    spec) without building Starlette's `Headers`: this runs for every limited request."""
-    for name, value in headers:
-        if name == b"authorization":
-            return value.decode("latin-1")
-    return None
 
 
 def _parse(host: str) -> IPAddress | None:

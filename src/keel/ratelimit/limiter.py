@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
@@ -33,6 +33,7 @@ from slowapi import Limiter as SlowapiLimiter
 from slowapi.wrappers import Limit, LimitGroup
 from starlette.requests import Request
 
+from keel.auth.schemes import BEARER, TokenScheme
 from keel.cache.failopen import FailOpenRedis, RedisUnavailable
 from keel.ratelimit.keys import ClientKey
 from keel.ratelimit.leases import Leases, lease_size
@@ -228,9 +229,10 @@ class Limiter(SlowapiLimiter):
         *,
         key_func: KeyFunc | None = None,
         registry: CollectorRegistry | None = None,
+        schemes: Iterable[TokenScheme] = (BEARER,),
     ) -> None:
         default = settings.rate_limit_default.strip()
-        client_key = key_func or ClientKey(settings)
+        client_key = key_func or ClientKey(settings, schemes)
         with warnings.catch_warnings():
             # Starlette's Config warns that os.devnull is "not found" (it is no regular file).
             warnings.filterwarnings("ignore", "Config file", UserWarning)

@@ -1,38 +1,65 @@
-"""Every status an /api/v1 operation can return is in its OpenAPI `responses`."""
+"""Every status an operation of any API surface can return is in its OpenAPI `responses`, in
+that surface's error format.
+
+The checks walk every operation under every surface of `keel.api.surfaces.SURFACES` (/api/v1
+and any a user registers), and run once more on an app with a second surface
+(tests/api/token_surface.py: another prefix, token header and error body), so they keep
+guarding routes added later.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
 from pydantic import AnyHttpUrl
 
+from keel.api import surfaces
 from keel.main import create_app
+from keel.problems import ErrorFormats
 from keel.settings import Settings
+from tests.api import token_surface
 
 PROBLEM = "application/problem+json"
 
 
-@pytest.fixture
-def schema(app: FastAPI) -> dict[str, Any]:
-    document: dict[str, Any] = app.openapi()
+@pytest.fixture(params=["surfaces", "with-a-token-surface"])
+def schema(
+    request: pytest.FixtureRequest, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    """The document of the app as registered, then with a second surface added."""
+    if request.param == "with-a-token-surface":
+        monkeypatch.setattr(surfaces, "SURFACES", (*surfaces.SURFACES, token_surface.surface))
+    document: dict[str, Any] = create_app(settings).openapi()
     return document
 
 
-def v1_operations(schema: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+def surface_formats() -> ErrorFormats:
+    """The error format of each surface the test's app serves (surfaces.SURFACES, as patched)."""
+    return ErrorFormats({surface.prefix: surface.errors for surface in surfaces.SURFACES})
+
+
+def api_operations(schema: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """Every operation under an API surface's prefix (not the probes)."""
+    prefixes = tuple(f"{surface.prefix}/" for surface in surfaces.SURFACES)
     return [
         (method.upper(), path, operation)
         for path, item in schema["paths"].items()
-        if path.startswith("/api/v1/")
+        if path.startswith(prefixes)
         for method, operation in item.items()
     ]
 
 
-def test_errors_are_documented_as_problem_documents(schema: dict[str, Any]) -> None:
-    operations = v1_operations(schema)
+def v1_operations(schema: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [op for op in api_operations(schema) if op[1].startswith("/api/v1/")]
+
+
+def test_errors_are_documented_in_their_surfaces_format(schema: dict[str, Any]) -> None:
+    formats = surface_formats()
+    operations = api_operations(schema)
     assert len(operations) >= 13
     for method, path, operation in operations:
+        error_format = formats.for_path(path)
         responses = operation["responses"]
         where = f"{method} {path}"
         assert "503" in responses, where
@@ -44,8 +71,10 @@ def test_errors_are_documented_as_problem_documents(schema: dict[str, Any]) -> N
             assert "400" in responses, where  # malformed JSON
         for status, response in responses.items():
             if status.startswith(("4", "5")):
-                assert list(response["content"]) == [PROBLEM], (where, status)
-                assert response["content"][PROBLEM]["schema"]["title"] == "Problem"
+                media = error_format.media_type
+                assert list(response["content"]) == [media], (where, status)
+                title = error_format.model.__name__
+                assert response["content"][media]["schema"]["title"] == title, (where, status)
 
 
 def test_specific_statuses(schema: dict[str, Any]) -> None:
@@ -62,6 +91,7 @@ def test_specific_statuses(schema: dict[str, Any]) -> None:
 
 
 def test_login_is_an_oauth2_password_flow(schema: dict[str, Any]) -> None:
+    """Among any number of security schemes, /api/v1's is OAuth2's password flow."""
     login = schema["paths"]["/api/v1/auth/token"]["post"]
     assert "application/x-www-form-urlencoded" in login["requestBody"]["content"]
     schemes = schema["components"]["securitySchemes"]
@@ -101,7 +131,7 @@ def test_every_status_the_error_handlers_can_produce_is_documented(
 ) -> None:
     missing = {
         f"{method} {path}": sorted(required_statuses(method, path, operation) - set(responses))
-        for method, path, operation in v1_operations(schema)
+        for method, path, operation in api_operations(schema)
         if (responses := operation["responses"])
     }
     assert not {where: codes for where, codes in missing.items() if codes}
@@ -116,9 +146,10 @@ def test_every_status_the_error_handlers_can_produce_is_documented(
         assert "409" in paths[path][method]["responses"], (method, path)
 
 
-def test_every_operation_is_described_for_generated_clients(schema: dict[str, Any]) -> None:
+def test_every_operation_is_described_for_generated_clients(settings: Settings) -> None:
+    schema = create_app(settings).openapi()
     operation_ids = []
-    for method, path, operation in v1_operations(schema):
+    for method, path, operation in api_operations(schema):
         where = f"{method} {path}"
         assert operation.get("summary"), where
         assert operation.get("tags"), where
@@ -144,7 +175,8 @@ def _examples(schema: dict[str, Any], media: dict[str, Any]) -> bool:
     if "examples" in node:
         return True
     items = node.get("properties", {}).get("items", {})
-    if node.get("title", "").startswith("Page[") and "$ref" in items.get("items", {}):
+    paged = node.get("title", "").startswith(("Page[", "OffsetPage["))
+    if paged and "$ref" in items.get("items", {}):
         return _examples(schema, {"schema": items["items"]})
     return False
 
@@ -164,8 +196,8 @@ def test_bearer_security_and_servers(settings: Settings) -> None:
         {"url": "https://staging.example.com"},
     ]
     assert "servers" not in create_app(settings).openapi()
-    (scheme,) = document["components"]["securitySchemes"].values()
-    assert scheme["type"] == "oauth2"  # sends `Authorization: Bearer <access token>`
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["OAuth2PasswordBearer"]["type"] == "oauth2"  # `Authorization: Bearer <jwt>`
     for method, path, operation in v1_operations(document):
         public = path.startswith("/api/v1/auth/") and not path.endswith("/logout")
         assert bool(operation.get("security")) != public, f"{method} {path}"

@@ -5,9 +5,13 @@ Add a domain's router to `router` here (`keel new-domain` does it for you).
 
 from fastapi import APIRouter
 
+from keel.api.deps import bearer_auth
+from keel.api.surface import ApiSurface
 from keel.api.v1 import auth, items, jobs, users, webhooks
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter()
+# `Authorization: Bearer <access token>`; errors as application/problem+json.
+surface = ApiSurface(prefix="/api/v1", router=router, auth=bearer_auth)
 router.include_router(items.router)
 router.include_router(auth.router)
 router.include_router(users.router)
