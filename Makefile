@@ -21,8 +21,9 @@ LOCK_ARGS_requirements-lowest.lock = --group dev --resolution lowest-direct \
 # $(call compile_lock,LOCK,OUTPUT): pins already in OUTPUT are kept where they still fit.
 compile_lock = $(UV) pip compile pyproject.toml $(LOCK_FLAGS) $(LOCK_ARGS_$(1)) -o $(2)
 LOWEST_VENV := .venv-lowest
+LINT_PATHS := src tests migrations scripts
 
-.PHONY: help venv dev test test-lowest test-python lint format typecheck deploy-check compose-check lock lock-check domain migrate bench contract clean
+.PHONY: help venv dev test test-lowest test-python lint format typecheck deploy-check compose-check lock lock-check domain migrate contract clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -40,16 +41,17 @@ $(BIN)/.synced: $(UV) requirements-dev.lock pyproject.toml
 
 venv: $(BIN)/.synced
 
-dev: $(BIN)/.synced ## run API (auto-reload) + worker; embedded Postgres/Redis unless DATABASE_URL/REDIS_URL are set
-	$(BIN)/python -m keel_dev
+dev: $(BIN)/.synced ## run API (auto-reload) + worker; embedded Postgres/Redis unless DATABASE_URL/REDIS_URL are set (DEV_ARGS=--port 8001)
+	$(BIN)/python -m keel_dev $(DEV_ARGS)
 
 test: $(BIN)/.synced ## the whole suite against real PostgreSQL and Redis (TEST_*_URL or embedded)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The lock must be current and pin each lower bound of pyproject.toml; then the suite runs on
 # exactly those versions in a venv of its own, synced every time (seconds with uv's cache).
-# KEEL_COPY_SUITE=skip (here and in test-python): tests/test_any_api_shape.py runs a whole
-# second suite on a copy of the project; `make test` runs it, once per CI is enough.
+# KEEL_COPY_SUITE=skip (here and in test-python): the tests that add code to a copy of the
+# project and run the copy's suite (test_new_domain.py, test_any_api_shape.py) run under
+# `make test` only; the code they add is the same on every interpreter.
 test-lowest: $(UV) ## the whole suite on the lowest versions pyproject.toml allows (.venv-lowest)
 	@$(MAKE) --no-print-directory lock-check LOCKS=requirements-lowest.lock
 	$(PYTHON) scripts/lower_bounds.py check requirements-lowest.lock
@@ -69,12 +71,12 @@ test-python: $(UV) ## the whole suite on Python $(PY): make test-python PY=3.13
 	KEEL_COPY_SUITE=skip .venv-$(PY)/bin/pytest $(PYTEST_ARGS)
 
 lint: $(BIN)/.synced ## ruff format --check + ruff check
-	$(BIN)/ruff format --check src tests migrations bench scripts
-	$(BIN)/ruff check src tests migrations bench scripts
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/ruff check $(LINT_PATHS)
 
 format: $(BIN)/.synced ## apply ruff format and autofixes
-	$(BIN)/ruff format src tests migrations bench scripts
-	$(BIN)/ruff check --fix src tests migrations bench scripts
+	$(BIN)/ruff format $(LINT_PATHS)
+	$(BIN)/ruff check --fix $(LINT_PATHS)
 
 typecheck: $(BIN)/.synced ## mypy --strict over src and tests
 	$(BIN)/mypy
@@ -85,7 +87,7 @@ deploy-check: $(BIN)/.synced ## kustomize+kubernetes-validate, promtool, hadolin
 # Too slow and too machine-specific for CI (minutes; needs an engine): run it before changing the
 # image or the compose files. Exit 3: no Docker or podman here.
 compose-check: $(BIN)/.synced ## build the image, run both compose stacks for real and check them (docs/deployment.md)
-	$(BIN)/python scripts/compose_check.py
+	$(BIN)/python -m scripts.compose_check
 
 lock: $(UV) ## regenerate the hashed lock files from pyproject.toml
 	$(foreach lock,$(LOCKS),$(call compile_lock,$(lock),$(lock)) &&) true
@@ -103,8 +105,19 @@ domain: $(BIN)/.synced ## add a domain made from the items example: make domain 
 migrate: $(BIN)/.synced ## alembic upgrade head against DATABASE_URL
 	$(BIN)/keel migrate
 
+# feature: template
+.PHONY: bench new new-check
+LINT_PATHS += bench
 bench: $(BIN)/.synced ## every benchmark vs its reference -> bench/results/ (BENCH_QUICK=1: < 5 min)
 	$(BIN)/python -m bench.run
+
+# Needs nothing but Python: the generator is standard library only (docs/new-project.md).
+new: ## a renamed service with the features you choose: make new NAME=acme-orders OPTIONS=--no-worker
+	$(PYTHON) -m scripts.new $(NAME) $(OPTIONS)
+
+new-check: ## generate two variants and prove each (lint, types, tests, deploy checks, make dev)
+	bash scripts/new_check.sh
+# end feature: template
 
 contract: $(BIN)/.synced ## schemathesis CLI vs a running `make dev` (CONTRACT_URL, default http://127.0.0.1:8000)
 	$(BIN)/python scripts/contract.py $(CONTRACT_ARGS)

@@ -10,8 +10,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+# Each domain's tables join `metadata` when its table module is imported.
 from keel.db.schema import metadata
-from keel.items import table as _items  # noqa: F401 - each domain's tables join `metadata`
+from keel.items import table as _items  # noqa: F401  # feature: items
 from keel.settings import get_settings
 
 config = context.config

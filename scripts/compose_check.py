@@ -1,6 +1,6 @@
 """`make compose-check`: run both compose stacks for real and check what a user relies on.
 
-    python scripts/compose_check.py            (needs Docker Compose v2 and Docker or podman)
+    python -m scripts.compose_check            (needs Docker Compose v2 and Docker or podman)
 
 On a copy of the repository (the working tree is never edited), with the image built from it:
 1. the dev stack (docker-compose.yml): every healthcheck passes, then a route's source file is
@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from compose_config import variant
-from compose_engine import NOT_AVAILABLE, Engine, EngineUnavailable, HealthcheckDriver
+
+from scripts.compose_config import variant
+from scripts.compose_engine import NOT_AVAILABLE, Engine, EngineUnavailable, HealthcheckDriver
 
 ROOT = Path(__file__).resolve().parents[1]
 API = "http://127.0.0.1:8000"
@@ -41,6 +42,11 @@ FILES = {"dev": ["docker-compose.yml"], "prod": ["docker-compose.yml", "compose.
 RELOAD_LIMIT = 5.0
 # What Grafana makes of $__rate_interval with a 15 s scrape interval: four scrapes.
 RATE_INTERVAL = "1m"
+# What SIGTERM must drain to exit status 0.
+DRAINED = (
+    "api",
+    "worker",  # feature: worker
+)
 
 
 class CheckFailed(AssertionError):
@@ -159,6 +165,7 @@ def check_reload(stack: Stack, client: httpx.Client) -> None:
     if took > RELOAD_LIMIT:
         raise CheckFailed(f"dev: the edit was served after {took:.1f} s (limit {RELOAD_LIMIT} s)")
     passed(f"dev: a route edited on the host was served {took:.1f} s later")
+    # feature: worker
 
     def restarted() -> bool:
         logs = stack.compose("logs", "worker")
@@ -166,6 +173,7 @@ def check_reload(stack: Stack, client: httpx.Client) -> None:
 
     took = wait_for("dev: the worker restarted on the edit", restarted, 30)
     passed(f"dev: the worker restarted on the same edit (seen {took:.0f} s after the API)")
+    # end feature: worker
 
 
 def check_prod(stack: Stack) -> None:
@@ -177,8 +185,10 @@ def check_prod(stack: Stack) -> None:
             raise CheckFailed(f"prod: migrate exited {status}")
         passed("prod: migrate exited 0")
         user_round_trip(client)
+        # feature: worker
         stack.compose("exec", "-T", "worker", "keel", "worker", "--check")
         passed("prod: `keel worker --check` exits 0 in the worker container")
+        # end feature: worker
         stack.healthy(services)
         check_prometheus()
         drain(stack)
@@ -241,7 +251,7 @@ def dashboard_queries() -> list[tuple[str, str]]:
 
 def drain(stack: Stack) -> None:
     """SIGTERM (compose stop), then the exit status: 0 is a drain, 137 a SIGKILL."""
-    for service in ("api", "worker"):
+    for service in DRAINED:
         started = time.monotonic()
         stack.compose("stop", "--timeout", "45", service)
         status = stack.engine.inspect(stack.container(service), "{{.State.ExitCode}}")

@@ -24,7 +24,7 @@ from keel.db.migrations import run_migrations
 from keel.db.pool import init_connection
 from keel.main import create_app
 from keel.settings import Environment, Settings
-from keel.webhooks import ssrf as webhook_ssrf
+from keel.webhooks import ssrf as webhook_ssrf  # feature: webhooks
 from keel_dev.embedded import EmbeddedPostgres, EmbeddedRedis
 from tests.auth.accounts import Account, AccountFactory, make_account
 from tests.helpers.database import TransactionBoundDatabase
@@ -38,7 +38,7 @@ from tests.helpers.servers import (
     xdist_worker,
 )
 from tests.helpers.statements import StatementCounter
-from tests.worker.process import WorkerProcess
+from tests.worker.process import WorkerProcess  # feature: worker
 
 
 @pytest.fixture(scope="session")
@@ -85,7 +85,7 @@ def settings(database_url: str, redis_url: str) -> Settings:
         redis_url=redis_url,
         db_pool_min_size=1,
         db_pool_max_size=4,
-        arq_queue_name=f"keel:test:{xdist_worker()}",
+        arq_queue_name=f"keel:test:{xdist_worker()}",  # feature: worker
         # The suite starts hundreds of apps in one process, and each freeze first runs a full
         # collection of the whole test process (~0.3 s). tests/test_gc_tuning.py turns it on.
         gc_freeze=False,
@@ -147,6 +147,17 @@ def statements(db_connection: asyncpg.Connection) -> Iterator[StatementCounter]:
     db_connection.remove_query_logger(counter)
 
 
+# An app on its own pool commits: tests that use one look at its data from outside.
+@pytest.fixture
+async def observer(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of its own: it sees only what the app committed."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
 # --- Auth and domain (tests/auth, tests/users, tests/items, tests/api/v1) ---
 
 
@@ -175,7 +186,8 @@ async def admin_account(account_factory: AccountFactory) -> Account:
 pytest_plugins = ["tests.observability.loop_guard"]
 
 
-# --- Worker and webhooks (issue 5): long-running `keel worker` processes ---
+# feature: worker
+# --- Worker (issue 5): long-running `keel worker` processes ---
 
 
 @pytest.fixture
@@ -196,6 +208,10 @@ def start_worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., W
             process.stop()
 
 
+# end feature: worker
+# feature: webhooks
+
+
 @pytest.fixture(autouse=True)
 def _no_dns_for_webhook_urls(monkeypatch: pytest.MonkeyPatch) -> None:
     """The SSRF guard resolves webhook host names. No test may send a packet beyond loopback
@@ -206,3 +222,6 @@ def _no_dns_for_webhook_urls(monkeypatch: pytest.MonkeyPatch) -> None:
         raise OSError(f"name resolution is disabled in tests ({host})")
 
     monkeypatch.setattr(webhook_ssrf, "resolver", refuse)
+
+
+# end feature: webhooks

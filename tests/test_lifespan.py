@@ -28,7 +28,7 @@ async def test_lifespan_opens_and_closes_every_resource(settings: Settings) -> N
         assert not resources.http.is_closed
         assert not database.pool.is_closing()
         assert await resources.redis.ping()
-        assert await resources.arq.ping()
+        assert await resources.arq.ping()  # feature: worker
 
     assert is_closed(resources.http)
     assert database.pool.is_closing()

@@ -102,7 +102,7 @@ def follow_the_recipe(project: Path) -> None:
     for path in [*copied, *(project / "tests/projects").glob("*.py")]:
         path.write_text(rename_by_hand(path.read_text()))
     routers = project / EDITED[0]
-    text = routers.read_text().replace("import auth, items,", "import auth, items, projects,")
+    text = routers.read_text().replace("    auth,\n", "    auth,\n    projects,\n")  # ruff sorts
     routers.write_text(text + "router.include_router(projects.router)\n")
     env = project / EDITED[1]
     lines = env.read_text().splitlines(keepends=True)
@@ -145,8 +145,14 @@ def test_new_domains_pass_the_checks_as_written(
 
     run(project, *ruff, "format", "--check", "src", "tests", "migrations")
     run(project, *ruff, "check", "src", "tests", "migrations")
-    new = ["src/keel/purchase_orders", "src/keel/projects", "src/keel/api/v1", "tests/projects",
-           "tests/purchase_orders", "migrations/versions"]  # fmt: skip
+    new = [
+        "src/keel/purchase_orders",
+        "src/keel/projects",
+        "src/keel/api/v1",
+        "tests/projects",
+        "tests/purchase_orders",
+        "migrations/versions",
+    ]
     run(project, python, "-m", "mypy", *new)
     servers = {
         "TEST_DATABASE_URL": postgres_server_url,

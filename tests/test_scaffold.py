@@ -74,13 +74,15 @@ def test_a_free_name_passes() -> None:
 def test_registration_after_the_imports_are_wrapped(tmp_path: Path) -> None:
     (tmp_path / ROUTERS).parent.mkdir(parents=True)
     (tmp_path / ROUTERS).write_text(
-        "from fastapi import APIRouter\n\nfrom keel.api.v1 import (\n    auth,\n    items,\n)\n\n"
+        "from fastapi import APIRouter\n\n"
+        "from keel.api.v1 import (\n    auth,\n    items,\n)\n\n"
         'router = APIRouter(prefix="/api/v1")\nrouter.include_router(items.router)\n'
         "router.include_router(auth.router)\n"
     )
     (tmp_path / MIGRATIONS_ENV).parent.mkdir(parents=True)
     (tmp_path / MIGRATIONS_ENV).write_text(
-        "from keel.db.schema import metadata\nfrom keel.items import table as _items  # noqa\n"
+        "from keel.db.schema import metadata\n"
+        "from keel.items import table as _items  # noqa\n"
         "from keel.settings import get_settings\n"
     )
     register(tmp_path, DomainName.parse("projects"))

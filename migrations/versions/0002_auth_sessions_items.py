@@ -41,6 +41,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_auth_sessions")),
     )
     op.create_index(op.f("ix_auth_sessions_user_id"), "auth_sessions", ["user_id"], unique=False)
+    # feature: items
     op.create_table(
         "items",
         sa.Column("id", sa.UUID(), server_default=sa.text("gen_random_uuid()"), nullable=False),
@@ -79,6 +80,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_items_owner_id_title_id", "items", ["owner_id", "title", "id"], unique=False
     )
+    # end feature: items
     op.create_table(
         "refresh_tokens",
         sa.Column("id", sa.UUID(), server_default=sa.text("gen_random_uuid()"), nullable=False),
@@ -111,9 +113,11 @@ def downgrade() -> None:
     op.drop_index("ix_users_created_at_id", table_name="users")
     op.drop_index(op.f("ix_refresh_tokens_session_id"), table_name="refresh_tokens")
     op.drop_table("refresh_tokens")
+    # feature: items
     op.drop_index("ix_items_owner_id_title_id", table_name="items")
     op.drop_index("ix_items_owner_id_done_created_at_id", table_name="items")
     op.drop_index("ix_items_owner_id_created_at_id", table_name="items")
     op.drop_table("items")
+    # end feature: items
     op.drop_index(op.f("ix_auth_sessions_user_id"), table_name="auth_sessions")
     op.drop_table("auth_sessions")

@@ -1,6 +1,5 @@
-"""`keel serve | worker | migrate | healthcheck | users | new-domain`: one entry point for every
-process Keel runs, its container healthcheck, and the operator's account commands
-(`keel users --help`).
+"""`keel --help`: one entry point for every process Keel runs, its container healthcheck, and
+the operator's account commands (`keel users --help`).
 
 The development loop (`make dev`) is dev-only tooling: `python -m keel_dev`; so is the domain
 scaffold behind `keel new-domain`, which an image without keel_dev refuses with one line.
@@ -58,6 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# feature: worker
 def cmd_worker(args: argparse.Namespace) -> int:
     if args.reload:
         from keel import reloader
@@ -76,6 +76,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     worker = create_worker(settings, burst=args.burst)
     worker.run()
     return 0
+
+
+# end feature: worker
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -148,6 +151,7 @@ def read_new_password() -> str:
     return password
 
 
+# feature: items
 def new_domain(arguments: Sequence[str]) -> int:
     """A development command: the scaffold is keel_dev's, which the image does not ship."""
     try:
@@ -157,6 +161,9 @@ def new_domain(arguments: Sequence[str]) -> int:
         return 2
     exit_code: int = scaffold.main(arguments)
     return exit_code
+
+
+# end feature: items
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -170,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--graceful-timeout", type=float, default=10.0)
     serve.set_defaults(handler=cmd_serve)
 
+    # feature: worker
     worker = commands.add_parser("worker", help="run the ARQ worker")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     worker.add_argument("--check", action="store_true", help="exit 0 if a worker is healthy")
@@ -177,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--reload", action="store_true", help="restart on source changes (development)"
     )
     worker.set_defaults(handler=cmd_worker)
+    # end feature: worker
 
     migrate = commands.add_parser("migrate", help="alembic upgrade to a revision")
     migrate.add_argument("revision", nargs="?", default="head")
@@ -184,9 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_healthcheck_parser(commands)
     _add_users_parser(commands)
+    # feature: items
 
     # Listed for --help; main() hands its arguments to the scaffold, which parses them.
     commands.add_parser("new-domain", help="add a domain made from the items example (dev)")
+    # end feature: items
     return parser
 
 
@@ -223,8 +234,8 @@ def _add_users_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
-    if arguments[:1] == ["new-domain"]:
-        return new_domain(arguments[1:])
+    if arguments[:1] == ["new-domain"]:  # feature: items
+        return new_domain(arguments[1:])  # feature: items
     args = build_parser().parse_args(arguments)
     exit_code: int = args.handler(args)
     return exit_code

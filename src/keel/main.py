@@ -111,22 +111,7 @@ def create_app(
     configure_logging(settings)
     metrics = Metrics() if settings.metrics_enabled else None
     provider = tracer_provider or tracing.tracer_provider_from_settings(settings)
-    app = FastAPI(
-        title=settings.service_name,
-        version="1.0.0",
-        lifespan=_lifespan(  # type: ignore[arg-type]
-            settings, metrics, provider, owns_provider=tracer_provider is None
-        ),
-        # FastAPI's own pages load their assets from a CDN: keel.api.docs serves them instead.
-        docs_url=None,
-        redoc_url=None,
-        openapi_url="/openapi.json" if settings.docs_on else None,
-        servers=[{"url": str(url).rstrip("/")} for url in settings.openapi_servers] or None,
-        # Native telemetry stays off: tracing is wired explicitly (opentelemetry-instrumentation-
-        # fastapi, keel.observability.tracing). With it on, a global SDK provider would make
-        # FastAPI emit a second SERVER span for every request (tested).
-        telemetry={"tracing": False, "metrics": False, "logs": False},
-    )
+    app = _fastapi(settings, metrics, provider, owns_provider=tracer_provider is None)
     app.state.metrics = metrics
     install_problem_handlers(app)
     app.add_exception_handler(conditional.NotModified, conditional.not_modified_response)
@@ -137,3 +122,27 @@ def create_app(
     if provider is not None:
         tracing.instrument_app(app, provider, settings)
     return app
+
+
+def _fastapi(
+    settings: Settings,
+    metrics: Metrics | None,
+    provider: TracerProvider | None,
+    *,
+    owns_provider: bool,
+) -> FastAPI:
+    """The bare application, before routers, handlers and middleware are added."""
+    return FastAPI(
+        title=settings.service_name,
+        version="1.0.0",
+        lifespan=_lifespan(settings, metrics, provider, owns_provider),  # type: ignore[arg-type]
+        # FastAPI's own pages load their assets from a CDN: keel.api.docs serves them instead.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.docs_on else None,
+        servers=[{"url": str(url).rstrip("/")} for url in settings.openapi_servers] or None,
+        # Native telemetry stays off: tracing is wired explicitly (opentelemetry-instrumentation-
+        # fastapi, keel.observability.tracing). With it on, a global SDK provider would make
+        # FastAPI emit a second SERVER span for every request (tested).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )

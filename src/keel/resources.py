@@ -13,7 +13,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
-from arq.connections import ArqRedis
+from arq.connections import ArqRedis  # feature: worker
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
@@ -34,7 +34,7 @@ class Resources:
     settings: Settings
     db: Database  # PoolDatabase; tests swap in one bound to their rolled-back transaction
     redis: Redis
-    arq: ArqRedis
+    arq: ArqRedis  # feature: worker
     http: httpx.AsyncClient
     # Short timeouts, no retries, a circuit breaker: for the rate limiter and the cache, which
     # work on without Redis (keel.cache.failopen).
@@ -98,7 +98,12 @@ async def open_resources(settings: Settings, role: str) -> AsyncIterator[Resourc
     async with AsyncExitStack() as stack:
         pool = await create_db_pool(settings, role)
         stack.push_async_callback(pool.close)
-        redis, arq = _open_redis(stack, settings)
+        redis = _open_redis(stack, settings)
+        # feature: worker
+        # The ARQ client shares the connection pool: one set of sockets and timeouts for Redis.
+        arq = ArqRedis(redis.connection_pool, default_queue_name=settings.arq_queue_name)
+        stack.push_async_callback(arq.aclose)
+        # end feature: worker
         fast_redis = _open_fast_redis(stack, settings)
 
         sessions = SessionCache(redis, settings)
@@ -112,7 +117,7 @@ async def open_resources(settings: Settings, role: str) -> AsyncIterator[Resourc
             settings=settings,
             db=PoolDatabase(pool, settings.db_acquire_timeout),
             redis=redis,
-            arq=arq,
+            arq=arq,  # feature: worker
             http=http,
             fast_redis=fast_redis,
             cache=create_cache(fast_redis, settings),
@@ -120,16 +125,13 @@ async def open_resources(settings: Settings, role: str) -> AsyncIterator[Resourc
         )
 
 
-def _open_redis(stack: AsyncExitStack, settings: Settings) -> tuple[Redis, ArqRedis]:
-    """The Redis client and the ARQ client, closed by `stack`."""
+def _open_redis(stack: AsyncExitStack, settings: Settings) -> Redis:
+    """The Redis client and its connection pool, closed by `stack`."""
     redis_pool = create_redis_pool(settings)
     stack.push_async_callback(redis_pool.aclose)
     redis = Redis(connection_pool=redis_pool)
     stack.push_async_callback(redis.aclose)
-    # The ARQ client shares the connection pool: one set of sockets and timeouts for Redis.
-    arq = ArqRedis(redis_pool, default_queue_name=settings.arq_queue_name)
-    stack.push_async_callback(arq.aclose)
-    return redis, arq
+    return redis
 
 
 def _open_fast_redis(stack: AsyncExitStack, settings: Settings) -> FailOpenRedis:

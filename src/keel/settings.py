@@ -199,10 +199,9 @@ class Settings(BaseSettings):
             return not self.is_production
         return self.loop_block_detector
 
+    # feature: worker
     # --- Worker (ARQ) ---
     arq_queue_name: str = "keel:queue"
-
-    # --- Worker and webhooks ---
     # SIGTERM: the worker takes no new job and lets running ones finish for up to this long
     # (the k8s/compose grace periods are this + 15; docs/deployment.md checks the budget).
     arq_job_completion_wait: int = Field(default=30, ge=0)
@@ -218,6 +217,10 @@ class Settings(BaseSettings):
     # Prometheus /metrics of the worker process; 0 turns it off.
     worker_metrics_host: str = "0.0.0.0"  # noqa: S104 - scraped from outside the container
     worker_metrics_port: int = Field(default=9100, ge=0, le=65_535)
+    # end feature: worker
+
+    # feature: webhooks
+    # --- Webhooks ---
     # SSRF guard: private, loopback, link-local, metadata ... targets are refused unless they
     # fall in one of these CIDRs (e.g. "127.0.0.0/8" for local development; tests use it).
     webhook_allowed_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -263,6 +266,8 @@ class Settings(BaseSettings):
         if self.webhook_require_https is None:
             return self.is_production
         return self.webhook_require_https
+
+    # end feature: webhooks
 
     # --- Auth and domain ---
     # Access tokens are verified with exactly this algorithm (the allow-list is this one entry).

@@ -22,8 +22,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from keel.gc_tuning import tuned_collector
 from keel.housekeeping.tasks import database_clock, purge_expired_records
+from keel.jobs.context import with_job_context
 from keel.jobs.metrics import JobMetrics, MetricsServer
-from keel.observability.context import with_job_context
 from keel.observability.logging import configure_logging
 from keel.resources import open_resources, redis_retry
 from keel.settings import Settings

@@ -105,7 +105,7 @@ def run_dev(port: int = 8000) -> int:
             env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url}
             run_migrations(database_url)
             children.append(_spawn(["serve", "--reload", "--port", str(port)], env))
-            children.append(_spawn(["worker"], env))
+            children.append(_spawn(["worker"], env))  # feature: worker
             print(f"keel_dev: API on http://127.0.0.1:{port} (Ctrl-C stops everything)")
             try:
                 return _wait_for_first_exit(children)

@@ -233,7 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"keel new-domain: {plural} (one is a {singular}; --singular to change it)")
     for path in new_domain(args.root.resolve(), name):
         print(f"  wrote {path}")
-    print(f"next: edit the fields (src/keel/{name.package}/schemas.py, table.py, the migration),")
+    fields = f"src/keel/{name.package}/schemas.py"
+    print(f"next: edit the fields ({fields}, table.py, the migration),")
     print("then `make migrate` and `make lint typecheck test` (docs/domain.md)")
     return 0
 

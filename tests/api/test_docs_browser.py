@@ -29,7 +29,7 @@ import pytest
 from playwright.sync_api import ConsoleMessage, Locator, Page, Route, expect, sync_playwright
 
 from keel.settings import Settings
-from tests.helpers.worker import settings_env
+from tests.helpers.environment import settings_env
 
 pytestmark = pytest.mark.slow
 
@@ -170,6 +170,7 @@ def page(chromium: str, served: str) -> Iterator[tuple[Page, Watched]]:
             browser.close()
 
 
+# feature: items
 @pytest.fixture
 def account(served: str, database_url: str) -> Iterator[tuple[str, str]]:
     """(email, password) of a user registered through the API. The served app commits, so the
@@ -257,6 +258,7 @@ def test_swagger_ui_authorize_create_and_read_an_item_offline(
     watched.assert_offline_and_clean()
 
 
+# end feature: items
 def test_redoc_renders_offline(page: tuple[Page, Watched]) -> None:
 
     tab, watched = page
@@ -264,7 +266,9 @@ def test_redoc_renders_offline(page: tuple[Page, Watched]) -> None:
     assert response is not None
     assert response.status == 200
     expect(tab.locator(".api-info h1")).to_contain_text("keel")
+    # feature: items
     expect(tab.get_by_role("menuitem", name="items")).to_be_visible()
     expect(tab.get_by_role("heading", name="Create an item")).to_be_visible()
+    # end feature: items
     tab.wait_for_load_state("networkidle")
     watched.assert_offline_and_clean()

@@ -69,7 +69,7 @@ def contract_settings(database_url: str, redis_url: str) -> Settings:
         redis_url=redis_url,
         db_pool_min_size=1,
         db_pool_max_size=4,
-        arq_queue_name=f"keel:contract:{xdist_worker()}",
+        arq_queue_name=f"keel:contract:{xdist_worker()}",  # feature: worker
         # The fuzzer is one client sending thousands of requests: limits would turn the run into
         # a wall of 429s. The limiter itself is tested in tests/ratelimit.
         rate_limit_default="1000000/minute",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import asyncpg
@@ -23,25 +23,21 @@ from redis.asyncio import Redis
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keel.api.deps import Db
-from keel.db.database import Database, Writer
+from keel.db.database import Database
 from keel.errors import Conflict
-from keel.kit import events
 from keel.main import create_app
 from keel.settings import Settings
 from tests.helpers.lifespan import LifespanManager
-from tests.webhooks.conftest import FAST, Live
 
 STATEMENT_TIMEOUT_MS = 300
 IDLE_IN_TRANSACTION_TIMEOUT_MS = 300
 COMMAND_TIMEOUT = 0.5
-HOOK = "http://127.0.0.1:9/hook"  # accepted (loopback allowed by FAST), never called here
 
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     return settings.model_copy(
         update={
-            **FAST,
             "db_statement_timeout_ms": STATEMENT_TIMEOUT_MS,
             "db_idle_in_transaction_timeout_ms": IDLE_IN_TRANSACTION_TIMEOUT_MS,
             "db_command_timeout": COMMAND_TIMEOUT,
@@ -53,19 +49,9 @@ def settings(settings: Settings) -> Settings:
 class PoolApp:
     """The app on its own pool (no test transaction), a client, and what the requests saw."""
 
-    live: Live
+    client: httpx.AsyncClient
     database: Database
     observed_at_response_start: list[int]
-
-
-@pytest.fixture
-async def observer(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    """A connection of its own: it sees only what the app committed."""
-    connection = await asyncpg.connect(database_url)
-    try:
-        yield connection
-    finally:
-        await connection.close()
 
 
 @pytest.fixture
@@ -80,14 +66,10 @@ async def pool_app(
         asgi = observing_response_start(lifespan.asgi, observer, observed)
         transport = httpx.ASGITransport(app=asgi, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            live = Live(client, settings)
             try:
-                yield PoolApp(live, lifespan.state["resources"].db, observed)
+                yield PoolApp(client, lifespan.state["resources"].db, observed)
             finally:
-                await observer.execute(
-                    "DELETE FROM users WHERE id = ANY($1::uuid[]) OR email LIKE 'pool-%'",
-                    live.user_ids,
-                )
+                await observer.execute("DELETE FROM users WHERE email LIKE 'pool-%'")
 
 
 def observing_response_start(
@@ -134,64 +116,15 @@ async def test_a_failing_request_rolls_back(
     pool_app: PoolApp, observer: asyncpg.Connection
 ) -> None:
     email = unique_email()
-    response = await pool_app.live.client.post("/test/insert-then-fail", params={"email": email})
+    response = await pool_app.client.post("/test/insert-then-fail", params={"email": email})
     assert response.status_code == 409, response.text
     assert await users_named(observer, email) == 0
 
 
 async def test_the_commit_happens_before_the_response_is_sent(pool_app: PoolApp) -> None:
-    response = await pool_app.live.client.post("/test/insert", params={"email": unique_email()})
+    response = await pool_app.client.post("/test/insert", params={"email": unique_email()})
     assert response.status_code == 200, response.text
     assert pool_app.observed_at_response_start == [1]
-
-
-async def deliveries_of(observer: asyncpg.Connection, endpoint: dict[str, str]) -> int:
-    count: int = await observer.fetchval(
-        "SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $1",
-        uuid.UUID(endpoint["id"]),
-    )
-    return count
-
-
-async def test_an_item_and_its_outbox_rows_commit_together(
-    pool_app: PoolApp, observer: asyncpg.Connection
-) -> None:
-    account = await pool_app.live.account()
-    endpoint = await pool_app.live.endpoint(account, HOOK)
-    response = await pool_app.live.client.post(
-        "/api/v1/items", json={"title": "together"}, headers=account.headers
-    )
-    assert response.status_code == 201, response.text
-    item_id = uuid.UUID(response.json()["id"])
-    assert await observer.fetchval("SELECT count(*) FROM items WHERE id = $1", item_id) == 1
-    assert await deliveries_of(observer, endpoint) == 1
-
-
-@pytest.fixture
-def failing_subscriber() -> Iterator[None]:
-    """Subscribed after keel.webhooks' subscriber, so it fails after the outbox row is written."""
-
-    async def fail(db: Writer, event: events.Event) -> None:
-        raise RuntimeError("a subscriber failed after the outbox row was written")
-
-    events.subscribe(fail)
-    try:
-        yield
-    finally:
-        events.unsubscribe(fail)
-
-
-async def test_an_item_and_its_outbox_rows_roll_back_together(
-    pool_app: PoolApp, observer: asyncpg.Connection, failing_subscriber: None
-) -> None:
-    account = await pool_app.live.account()
-    endpoint = await pool_app.live.endpoint(account, HOOK)
-    response = await pool_app.live.client.post(
-        "/api/v1/items", json={"title": "apart"}, headers=account.headers
-    )
-    assert response.status_code == 500
-    items = await observer.fetchval("SELECT count(*) FROM items WHERE owner_id = $1", account.id)
-    assert (items, await deliveries_of(observer, endpoint)) == (0, 0)
 
 
 async def test_pooled_connections_carry_the_server_side_timeouts(pool_app: PoolApp) -> None:

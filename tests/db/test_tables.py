@@ -25,9 +25,10 @@ def tables_in_code() -> list[tuple[str, Table[object]]]:
 
 def test_every_table_of_the_code_matches_the_schema() -> None:
     tables = tables_in_code()
-    assert {"items", "users", "webhook_endpoints", "webhook_deliveries"} <= {
-        table.name for _, table in tables
-    }
+    names = {table.name for _, table in tables}
+    assert "users" in names
+    assert "items" in names  # feature: items
+    assert {"webhook_endpoints", "webhook_deliveries"} <= names  # feature: webhooks
     mismatched = [
         f"{where}: {sorted(set(table.columns) - set(metadata.tables[table.name].c.keys()))}"
         if table.name in metadata.tables

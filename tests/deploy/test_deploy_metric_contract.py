@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 from prometheus_client import CollectorRegistry
 
-from keel.jobs.metrics import JobMetrics
+from keel.jobs.metrics import JobMetrics  # feature: worker
 from keel.observability.metrics import Metrics
 
 RULES = Path(__file__).resolve().parents[2] / "prometheus" / "rules" / "keel.rules.yml"
@@ -49,12 +49,16 @@ def rule_metric_names() -> set[str]:
 
 def test_every_series_a_rule_names_is_exported() -> None:
     api = Metrics()
-    worker = JobMetrics()
     # Label children must exist for their samples to be listed.
     api.requests_total.labels("GET", "/livez", "200").inc()
     api.request_duration.labels("GET", "/livez").observe(0.01)
+    registries = [api.registry]
+    # feature: worker
+    worker = JobMetrics()
     worker.finished.labels("noop", "complete").inc()
     worker.queue_depth.labels("keel:queue").set(0)
-    exported = exported_series(api.registry, worker.registry)
+    registries.append(worker.registry)
+    # end feature: worker
+    exported = exported_series(*registries)
     missing = sorted(rule_metric_names() - exported)
     assert missing == [], f"rules name series nobody exports: {missing}"

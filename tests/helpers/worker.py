@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
 from keel.settings import Settings
+from tests.helpers.environment import settings_env
 
 WORKER_TIMEOUT = 60.0
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment that makes another process read the same settings."""
-    return {
-        **os.environ,
-        "ENVIRONMENT": settings.environment.value,
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": settings.redis_url,
-        "ARQ_QUEUE_NAME": settings.arq_queue_name,
-        "LOG_JSON": "true",
-    }
 
 
 def run_burst_worker(settings: Settings) -> subprocess.CompletedProcess[str]:

@@ -27,7 +27,9 @@ class Note(BaseModel):
 def test_types_are_registered_once_and_named_resource_dot_event() -> None:
     assert events.register("note.pinned") == ("note.pinned",)
     assert events.registered().count("note.pinned") == 1
+    # feature: items
     assert {"item.created", "item.updated", "item.deleted"} <= set(events.registered())
+    # end feature: items
     for bad in ("pinned", "note.", ".pinned", ""):
         with pytest.raises(ValueError, match="event types look like"):
             events.register(bad)

@@ -20,8 +20,8 @@ from keel.middleware.deadline import RequestDeadline
 from keel.settings import Settings
 from tests.helpers.database import TransactionBoundDatabase
 from tests.helpers.lifespan import LifespanManager
+from tests.helpers.receiver import Receiver, Reply
 from tests.middleware.asgi import call, http_scope
-from tests.webhooks.receiver import Receiver, Reply
 
 DEADLINE = 0.3
 SLACK = 0.5  # scheduling on a busy machine; far below the 5 s the routes would otherwise take

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from keel.settings import Settings
-from tests.helpers.worker import settings_env
+from tests.helpers.environment import settings_env
 from tests.middleware.asgi import call, http_scope
 from tests.middleware.conftest import Edge, Logs
 from tests.middleware.rawhttp import ConnectionLost, KeepAliveConnection

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from keel.jobs.metrics import JobMetrics
+from keel.jobs.metrics import JobMetrics  # feature: worker
 from keel.main import create_app
 from keel.observability.metrics import Metrics
 from keel.settings import Environment, Settings
@@ -36,9 +36,9 @@ REQUIRED_PANELS = {
     "p99 latency by route",
     "DB pool",
     "Redis fallbacks (rate limiter)",
-    "Queue depth",
-    "Job outcomes",
-    "Webhook deliveries",
+    "Queue depth",  # feature: worker
+    "Job outcomes",  # feature: worker
+    "Webhook deliveries",  # feature: webhooks
 }
 
 # --- PromQL names ------------------------------------------------------------------------------
@@ -176,6 +176,7 @@ async def _api_exposition() -> str:
     return (await metrics.exposition(None)).decode()
 
 
+# feature: worker
 async def _worker_exposition() -> str:
     """A scrape of the worker, after one instrumented job run and one webhook delivery."""
     metrics = JobMetrics()
@@ -185,15 +186,20 @@ async def _worker_exposition() -> str:
 
     await metrics.instrument(noop)({})
     metrics.retried.labels("noop").inc()
-    metrics.webhook_deliveries.labels("succeeded").inc()
+    metrics.webhook_deliveries.labels("succeeded").inc()  # feature: webhooks
     metrics.queue_depth.labels("arq:queue").set(0)
     return (await metrics.exposition(None, "arq:queue")).decode()
+
+
+# end feature: worker
 
 
 @pytest.fixture
 async def exported() -> set[str]:
     families: dict[str, set[str]] = {}
-    for text in (await _api_exposition(), await _worker_exposition()):
+    texts = [await _api_exposition()]
+    texts.append(await _worker_exposition())  # feature: worker
+    for text in texts:
         for family, samples in sample_names(text).items():
             families.setdefault(family, set()).update(samples)
     # Every family must show its samples, or a queried name could be missed for want of a child.
@@ -251,9 +257,9 @@ def test_the_dashboard_queries_what_the_panels_promise() -> None:
         "http_request_duration_seconds_bucket",
         "db_pool_checked_out_connections",
         "ratelimit_fallback_decisions_total",
-        "keel_arq_queue_depth",
-        "keel_arq_jobs_total",
-        "keel_webhook_deliveries_total",
+        "keel_arq_queue_depth",  # feature: worker
+        "keel_arq_jobs_total",  # feature: worker
+        "keel_webhook_deliveries_total",  # feature: webhooks
     } <= queried
 
 

@@ -6,22 +6,17 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from arq.connections import ArqRedis
+from arq.connections import ArqRedis  # feature: worker
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from redis.asyncio import ConnectionPool
+from redis.asyncio import ConnectionPool  # feature: worker
 
 from keel.middleware.composed import ComposedMiddleware
 from keel.middleware.metrics import RequestMetrics
 from keel.observability.metrics import DURATION_BUCKETS, Metrics
-from keel.settings import Settings
+from keel.settings import Settings  # feature: worker
 from tests.middleware.asgi import call, http_scope, responder
 from tests.middleware.conftest import Edge
-
-
-def create_arq(settings: Settings) -> ArqRedis:
-    pool = ConnectionPool.from_url(settings.redis_url)
-    return ArqRedis(pool, default_queue_name=settings.arq_queue_name)
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -68,7 +63,7 @@ async def test_requests_are_counted_by_method_route_template_and_status(edge: Ed
     assert value(text, "http_requests_in_progress") == 1  # the scrape itself
 
 
-async def test_pool_queue_and_process_metrics(edge: Edge, settings: Settings) -> None:
+async def test_pool_and_process_metrics(edge: Edge) -> None:
     assert isinstance(edge.app.state.metrics, Metrics)
     await edge.client.get("/readyz")  # opens a pool connection
     text = (await edge.client.get("/metrics")).text
@@ -77,7 +72,19 @@ async def test_pool_queue_and_process_metrics(edge: Edge, settings: Settings) ->
     assert connections is not None
     assert connections >= 1
     assert value(text, "db_pool_checked_out_connections") == 0
+    assert (value(text, "process_resident_memory_bytes") or 0) > 0
+    assert "process_cpu_seconds_total" in text
+
+
+# feature: worker
+def create_arq(settings: Settings) -> ArqRedis:
+    pool = ConnectionPool.from_url(settings.redis_url)
+    return ArqRedis(pool, default_queue_name=settings.arq_queue_name)
+
+
+async def test_queue_depth_metric(edge: Edge, settings: Settings) -> None:
     queue = settings.arq_queue_name
+    text = (await edge.client.get("/metrics")).text
     assert value(text, "arq_queue_depth", queue=queue) == 0
     arq = await asyncio.to_thread(create_arq, settings)
     try:
@@ -88,10 +95,9 @@ async def test_pool_queue_and_process_metrics(edge: Edge, settings: Settings) ->
         await arq.connection_pool.aclose()
     text = (await edge.client.get("/metrics")).text
     assert value(text, "arq_queue_depth", queue=queue) == 2
-    assert (value(text, "process_resident_memory_bytes") or 0) > 0
-    assert "process_cpu_seconds_total" in text
 
 
+# end feature: worker
 async def test_metrics_endpoint_content_type(edge: Edge) -> None:
     response = await edge.client.get("/metrics")
     assert response.status_code == 200

@@ -16,7 +16,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from keel.settings import Settings
-from tests.helpers.worker import settings_env
+from tests.helpers.environment import settings_env
 from tests.middleware.rawhttp import ConnectionLost, KeepAliveConnection
 
 ROOT = Path(__file__).resolve().parents[2]

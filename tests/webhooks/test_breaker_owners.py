@@ -25,7 +25,7 @@ from keel.webhooks.breaker import SHARED_OWNERS, CircuitBreaker
 from keel.webhooks.delivery import Outcome, deliver
 from tests.auth.accounts import Account, AccountFactory
 from tests.helpers.database import TransactionBoundDatabase
-from tests.webhooks.receiver import Receiver, Reply
+from tests.helpers.receiver import Receiver, Reply
 
 
 @pytest.fixture

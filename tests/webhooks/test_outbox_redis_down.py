@@ -17,8 +17,8 @@ from redis.asyncio import Redis
 
 from keel.settings import Settings
 from keel_dev.embedded import EmbeddedRedis
+from tests.helpers.receiver import Receiver
 from tests.webhooks.conftest import DeliveryWaiter, Live
-from tests.webhooks.receiver import Receiver
 from tests.worker.process import WorkerProcess
 
 pytestmark = pytest.mark.slow

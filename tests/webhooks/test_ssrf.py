@@ -25,7 +25,7 @@ from keel.webhooks import ssrf
 from keel.webhooks.delivery import deliver
 from tests.auth.accounts import Account
 from tests.helpers.database import TransactionBoundDatabase
-from tests.webhooks.receiver import Receiver
+from tests.helpers.receiver import Receiver
 
 PRIVATE_NAME = "intranet.keel.test"
 resolved: list[str] = []

@@ -10,8 +10,8 @@ from redis.asyncio import Redis
 
 from keel.webhooks.delivery import INTERRUPTED
 from keel.webhooks.signing import verify
+from tests.helpers.receiver import Receiver, Reply
 from tests.webhooks.conftest import DeliveryWaiter, Live
-from tests.webhooks.receiver import Receiver, Reply
 from tests.worker.process import WorkerProcess
 
 pytestmark = pytest.mark.slow

@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 
 from keel.settings import Settings
 from keel.worker import health_check_key
-from tests.helpers.worker import settings_env
+from tests.helpers.environment import settings_env
 
 # Settings a worker process must share with the test (beyond settings_env's).
 SHARED_FIELDS = (

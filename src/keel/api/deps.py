@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from arq.connections import ArqRedis
+from arq.connections import ArqRedis  # feature: worker
 from fastapi import Depends, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 from fastapi.security.base import SecurityBase
@@ -66,8 +66,12 @@ async def get_redis(request: Request) -> Redis:
     return _resources(request).redis
 
 
+# feature: worker
 async def get_arq(request: Request) -> ArqRedis:
     return _resources(request).arq
+
+
+# end feature: worker
 
 
 # scope="function": the transaction commits when the endpoint returns, before the response is
@@ -79,7 +83,7 @@ Db = Annotated[Writer, Depends(get_db, scope="function")]
 ReadDb = Annotated[Reader, Depends(get_database)]
 AppSettings = Annotated[Settings, Depends(get_settings_dep)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
-ArqDep = Annotated[ArqRedis, Depends(get_arq)]
+ArqDep = Annotated[ArqRedis, Depends(get_arq)]  # feature: worker
 
 
 async def get_cache(request: Request) -> Cache:

@@ -113,7 +113,8 @@ refresh_tokens = sa.Table(
     sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
 )
 
-# --- Worker and webhooks (keel.webhooks) ---
+# feature: webhooks
+# --- Webhooks (keel.webhooks) ---
 
 # A user's webhook endpoints. The secret signs every delivery (HMAC-SHA256); after a rotation
 # the previous one keeps signing alongside until `previous_secret_expires_at`.
@@ -198,3 +199,4 @@ webhook_attempts = sa.Table(
     sa.Column("status_code", sa.Integer, nullable=True),
     sa.Column("error", sa.Text, nullable=True),
 )
+# end feature: webhooks

@@ -1,4 +1,4 @@
-"""The items table, declared for Alembic (the request path reads it with keel.kit.table)."""
+"""The items table, declared for Alembic (requests read it through keel.kit.table)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """Per-request context that outlives the middleware: the request id and the acting user.
 
-The request id lives in one `ContextVar`, `request_id_var`, read by the outbound httpx hook, by
-`enqueue_job` and by the logging processor `keel.observability.logging.add_request_context`,
-which puts it on every log line written while it is set. The middleware sets it when a request
+The request id lives in one `ContextVar`, `request_id_var`, read by what hands it on (the
+outbound httpx hook, the jobs a request enqueues) and by the logging processor
+`keel.observability.logging.add_request_context`, which puts it on every log line written while
+it is set. The middleware sets it when a request
 starts and resets it when the request ends. The acting user is the same: `user_id_var`, set by
 `bind_user_id`, cleared by the middleware. (Binding them into structlog's own contextvars per
 request cost more than the rest of the request id's work together: measured in docs/edge.md.)
@@ -10,16 +11,10 @@ request cost more than the rest of the request id's work together: measured in d
 
 from __future__ import annotations
 
-import functools
 import os
 import re
-from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import Any, TypeVar, cast
-
-import structlog
-from arq.connections import ArqRedis
-from arq.jobs import Job
+from typing import Any
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # Accepted from clients: at most 128 characters of a conservative alphabet (no spaces, no quotes,
@@ -60,41 +55,3 @@ def bind_user_id(request: Any, user_id: object) -> None:
         state = request.scope["state"] = {}
     state["user_id"] = text  # what `request.state.user_id = text` does, without the wrapper
     user_id_var.set(text)
-
-
-JOB_REQUEST_ID_KWARG = "keel_request_id"
-
-JobFunction = TypeVar("JobFunction", bound=Callable[..., Awaitable[Any]])
-
-
-async def enqueue_job(arq: ArqRedis, function: str, *args: Any, **kwargs: Any) -> Job | None:
-    """`arq.enqueue_job` that hands the current request id to the job.
-
-    The worker wraps every job function (`with_job_context`), takes the id back out of the
-    keyword arguments and binds it for the job's log lines, so one grep follows a request into
-    the jobs it started. The job function itself never sees it.
-    """
-    request_id = request_id_var.get()
-    if request_id is not None:
-        kwargs[JOB_REQUEST_ID_KWARG] = request_id
-    return await arq.enqueue_job(function, *args, **kwargs)
-
-
-def with_job_context(function: JobFunction) -> JobFunction:
-    """Worker side: bind the job id and the originating request id around the job."""
-
-    @functools.wraps(function)
-    async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-        request_id = kwargs.pop(JOB_REQUEST_ID_KWARG, None)
-        bound: dict[str, Any] = {"job_id": ctx.get("job_id")}
-        if request_id is not None:
-            bound["request_id"] = request_id
-        tokens = structlog.contextvars.bind_contextvars(**bound)
-        var_token = request_id_var.set(request_id)
-        try:
-            return await function(ctx, *args, **kwargs)
-        finally:
-            request_id_var.reset(var_token)
-            structlog.contextvars.reset_contextvars(**tokens)
-
-    return cast(JobFunction, run)

@@ -47,11 +47,14 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import (
+    GaugeMetricFamily,  # feature: worker
+    Metric,
+)
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
-from redis.asyncio import Redis
+from redis.asyncio import Redis  # feature: worker
 
 from keel.settings import Settings
 
@@ -61,8 +64,10 @@ class Sampled(Protocol):
 
     @property
     def db(self) -> object: ...  # the pool's size gauges, when it has a pool
+    # feature: worker
     @property
     def redis(self) -> Redis: ...  # the ARQ queue's depth
+    # end feature: worker
     @property
     def settings(self) -> Settings: ...
 
@@ -74,7 +79,7 @@ OTHER_METHOD = "other"
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Seconds. Dense below 100 ms where an API's requests live; the tail up to the 10 s budgets.
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-QUEUE_DEPTH_TIMEOUT = 0.5
+QUEUE_DEPTH_TIMEOUT = 0.5  # feature: worker
 
 
 def multiprocess_dir() -> str | None:
@@ -248,6 +253,7 @@ class Metrics:
         if self.multiprocess:
             self.flush()
         extra: list[Metric] = []
+        # feature: worker
         if resources is not None:
             depth = await _queue_depth(resources)
             if depth is not None:
@@ -256,6 +262,7 @@ class Metrics:
                 )
                 family.add_metric([resources.settings.arq_queue_name], depth)
                 extra.append(family)
+        # end feature: worker
         sources: list[Collector] = []
         if self.multiprocess:
             merged = CollectorRegistry()
@@ -312,6 +319,7 @@ class _Scrape(Collector):
         yield from self._extra
 
 
+# feature: worker
 async def _queue_depth(resources: Sampled) -> int | None:
     started = time.perf_counter()
     try:
@@ -325,6 +333,9 @@ async def _queue_depth(resources: Sampled) -> int | None:
         )
         return None
     return depth
+
+
+# end feature: worker
 
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "multiprocess_dir"]

@@ -28,8 +28,8 @@ import structlog
 from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
 from redis.exceptions import RedisError
 
+from keel.jobs.context import JOB_REQUEST_ID_KWARG
 from keel.jobs.ownership import record_owners
-from keel.observability.context import JOB_REQUEST_ID_KWARG
 from keel.resources import Resources
 from keel.webhooks import repository as repo
 

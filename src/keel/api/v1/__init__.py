@@ -7,14 +7,20 @@ from fastapi import APIRouter
 
 from keel.api.deps import bearer_auth
 from keel.api.surface import ApiSurface
-from keel.api.v1 import auth, items, jobs, users, webhooks
+from keel.api.v1 import (
+    auth,
+    items,  # feature: items
+    jobs,  # feature: worker
+    users,
+    webhooks,  # feature: webhooks
+)
 
 router = APIRouter()
 # `Authorization: Bearer <access token>`; errors as application/problem+json.
 surface = ApiSurface(prefix="/api/v1", router=router, auth=bearer_auth)
-router.include_router(items.router)
+router.include_router(items.router)  # feature: items
 router.include_router(auth.router)
 router.include_router(users.router)
 router.include_router(users.admin_router)
-router.include_router(webhooks.router)
-router.include_router(jobs.router)
+router.include_router(webhooks.router)  # feature: webhooks
+router.include_router(jobs.router)  # feature: worker

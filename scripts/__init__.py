@@ -1,0 +1,1 @@
+"""Repository scripts, run from the repository root: `python -m scripts.<name>`."""

@@ -1,0 +1,138 @@
+"""What each optional feature owns, so that turning it off removes all of it.
+
+A feature owns whole files (`paths`: exact paths or folders ending in `/`) and, in files it
+shares with the rest, blocks between two comment lines:
+
+    # feature: webhooks
+    ...
+    # end feature: webhooks
+
+(`<!-- feature: webhooks -->` in Markdown). The pseudo-feature `template` is the template's own
+apparatus (its benchmarks, this generator, its CI stage for it): never in a generated project.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    summary: str
+    default: bool
+    paths: tuple[str, ...]
+    requires: tuple[str, ...] = field(default=())
+    # Metric names only this feature exports: the Grafana panels querying them go with it.
+    metrics: tuple[str, ...] = field(default=())
+    # Its API paths: their operations (and the schemas only they use) leave the OpenAPI snapshot.
+    api_paths: tuple[str, ...] = field(default=())
+
+
+TEMPLATE_ONLY = Feature(
+    name="template",
+    summary="the template's benchmarks, generator and their docs",
+    default=False,
+    paths=(
+        "bench/",
+        "scripts/new/",
+        "scripts/new_check.sh",
+        "tests/new_project/",
+        # Keel's proof that an API of another shape fits the kit: a second suite inside the
+        # suite, minutes long, with nothing of the generated project's own in it.
+        "tests/test_any_api_shape.py",
+        "tests/any_api_shape/",
+        "tests/test_bench_installers.py",
+        "docs/performance.md",
+        "docs/new-project.md",
+    ),
+)
+
+FEATURES: tuple[Feature, ...] = (
+    Feature(
+        name="items",
+        summary="the example domain (items owned by users), the model for `new-domain`",
+        default=True,
+        paths=(
+            "src/keel/items/",
+            "src/keel/api/v1/items.py",
+            "tests/items/",
+            "tests/cache/test_item_stats.py",
+            "tests/api/v1/test_flow.py",
+            # The drills exercise the example domain's routes (a database-backed read and write).
+            "tests/degradation/test_postgres_outage.py",
+            "tests/degradation/test_blackholed_postgres.py",
+            "tests/degradation/test_blackholed_redis.py",
+            # `new-domain` copies the example: without it the scaffold has nothing to copy.
+            "src/keel_dev/scaffold.py",
+            "src/keel_dev/rename.py",
+            "src/keel_dev/reflow.py",
+            "tests/test_scaffold.py",
+            "tests/test_new_domain.py",
+        ),
+        api_paths=("/api/v1/items",),
+    ),
+    Feature(
+        name="webhooks",
+        summary="webhook endpoints and signed deliveries through a PostgreSQL outbox",
+        default=True,
+        paths=(
+            "src/keel/webhooks/",
+            "src/keel/api/v1/webhooks.py",
+            "migrations/versions/0003_webhooks.py",
+            "tests/webhooks/",
+            "docs/jobs.md",
+        ),
+        requires=("items", "worker"),
+        metrics=("keel_webhook_",),
+        api_paths=("/api/v1/webhooks",),
+    ),
+    Feature(
+        name="worker",
+        summary="the ARQ worker process, its jobs API, manifests, alerts and metrics",
+        default=True,
+        paths=(
+            "src/keel/worker.py",
+            "src/keel/jobs/",
+            "src/keel/housekeeping/",
+            "src/keel/api/v1/jobs.py",
+            "src/keel/reloader.py",
+            "tests/deploy/test_reloader.py",
+            "k8s/base/worker-deployment.yaml",
+            "k8s/base/worker-hpa.yaml",
+            "k8s/base/worker-pdb.yaml",
+            "tests/worker/",
+            "tests/test_worker.py",
+            "tests/helpers/worker.py",
+        ),
+        # The worker's jobs are the webhook deliveries and the purge of their rows (for now).
+        requires=("webhooks",),
+        metrics=("keel_arq_",),
+        api_paths=("/api/v1/jobs",),
+    ),
+)
+BY_NAME = {feature.name: feature for feature in FEATURES}
+
+
+def owner(path: str, enabled: frozenset[str]) -> Feature | None:
+    """The disabled feature (or the template itself) that owns `path`, if any."""
+    for feature in (TEMPLATE_ONLY, *FEATURES):
+        if feature.name in enabled:
+            continue
+        if any(
+            path == owned or (owned.endswith("/") and path.startswith(owned))
+            for owned in feature.paths
+        ):
+            return feature
+    return None
+
+
+def missing_requirements(enabled: frozenset[str]) -> list[str]:
+    """One sentence per enabled feature that needs one that is off."""
+    return [
+        f"{feature.name} needs {needed}: turn {needed} on or {feature.name} off"
+        for feature in FEATURES
+        if feature.name in enabled
+        for needed in feature.requires
+        if needed not in enabled
+    ]

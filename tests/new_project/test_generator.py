@@ -1,0 +1,246 @@
+"""The project generator (scripts/new) without formatting or git: names, feature blocks,
+answers, migrations, and that what it writes imports nothing it removed.
+
+`make new-check` (.ci/run) proves the generated projects whole: their own lint, types, tests,
+deployment checks and `make dev`.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import pytest
+from scripts.new import __main__ as cli
+from scripts.new.answers import ANSWERS_FILE, read_answers_file, resolve
+from scripts.new.artifacts import without_operations, without_panels
+from scripts.new.features import FEATURES, missing_requirements
+from scripts.new.migrations import rechain_migrations
+from scripts.new.naming import ProjectName, rename
+from scripts.new.tree import strip_blocks
+
+ROOT = Path(__file__).resolve().parents[2]
+NAME = ProjectName.parse("acme-orders")
+MINIMAL = ["--no-items", "--no-webhooks", "--no-worker"]
+
+
+@pytest.mark.parametrize(
+    ("template", "renamed"),
+    [
+        ("from keel.api import deps", "from acme_orders.api import deps"),
+        ("import keel", "import acme_orders"),
+        ("src/keel/items/", "src/acme_orders/items/"),
+        ("python -m keel_dev", "python -m acme_orders_dev"),
+        ('["keel", "worker", "--check"]', '["acme-orders", "worker", "--check"]'),
+        (".venv/bin/keel migrate", ".venv/bin/acme-orders migrate"),
+        ("name: keel-api", "name: acme-orders-api"),
+        ("app.kubernetes.io/name: keel", "app.kubernetes.io/name: acme-orders"),
+        ("record: keel:http_requests:rate5m", "record: acme_orders:http_requests:rate5m"),
+        ('prefix=f"keel:cache"', 'prefix=f"acme-orders:cache"'),
+        ("postgresql://keel:pw@db:5432/keel", "postgresql://acme_orders:pw@db:5432/acme_orders"),
+        ("POSTGRES_USER: keel", "POSTGRES_USER: acme_orders"),
+        ("alert: KeelWorkerDown", "alert: AcmeOrdersWorkerDown"),
+        ("#keelworkerdown", "#acmeordersworkerdown"),
+        ("Keel runs on", "Acme Orders runs on"),
+        ("KEEL_DEBUG", "ACME_ORDERS_DEBUG"),
+        ("image: keel:local", "image: acme-orders:local"),
+        ("http://rebind.keel.test/hook", "http://rebind.acme-orders.test/hook"),
+        ("async def keel(settings)", "async def acme_orders(settings)"),
+    ],
+)
+def test_each_spelling_becomes_the_same_spelling_of_the_new_name(
+    template: str, renamed: str
+) -> None:
+    assert rename(template, NAME) == renamed
+
+
+@pytest.mark.parametrize("name", ["", "Acme Orders!", "1st", "keelhaul", "my-keel"])
+def test_unusable_names_are_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="name"):
+        ProjectName.parse(name)
+
+
+def test_blocks_and_lines_of_a_disabled_feature_go_and_markers_never_stay() -> None:
+    text = (
+        "from x import (\n    a,\n    items,  # feature: items\n)\n"
+        "# feature: worker\nrun_worker()\n# end feature: worker\n"
+        "<!-- feature: template -->\nbench\n<!-- end feature: template -->\nkept\n"
+    )
+    assert (
+        strip_blocks(text, frozenset({"items"})) == "from x import (\n    a,\n    items,\n)\nkept\n"
+    )
+    assert (
+        strip_blocks(text, frozenset({"worker"}))
+        == "from x import (\n    a,\n)\nrun_worker()\nkept\n"
+    )
+
+
+def test_a_marker_naming_no_feature_is_an_error() -> None:
+    with pytest.raises(ValueError, match="unknown feature"):
+        strip_blocks("x = 1  # feature: itmes\n", frozenset())
+
+
+def test_answers_come_from_flags_then_the_file_then_defaults(tmp_path: Path) -> None:
+    answers = tmp_path / ANSWERS_FILE
+    answers.write_text('name = "acme-orders"\n[features]\nwebhooks = false\nworker = false\n')
+    chosen = resolve(None, {"items": None}, read_answers_file(answers), ask=None)
+    assert chosen.name == "acme-orders"
+    assert chosen.enabled == {"items"}
+    assert resolve(None, {"items": False}, read_answers_file(answers), None).enabled == set()
+
+
+def test_an_answers_file_with_an_unknown_key_is_refused(tmp_path: Path) -> None:
+    answers = tmp_path / ANSWERS_FILE
+    answers.write_text('name = "acme-orders"\n[features]\ntracing_v2 = true\n')
+    with pytest.raises(ValueError, match=r"unknown answers: features\.tracing_v2"):
+        read_answers_file(answers)
+
+
+def test_prompts_ask_each_feature_in_a_terminal() -> None:
+    replies = iter(["acme-orders", "", "n", "n"])
+    chosen = resolve(None, {}, {}, ask=lambda question: next(replies))
+    assert chosen.enabled == {"items"}
+
+
+def test_contradicting_features_are_refused() -> None:
+    assert missing_requirements(frozenset({"webhooks", "worker"})) == [
+        "webhooks needs items: turn items on or webhooks off"
+    ]
+    with pytest.raises(ValueError, match="webhooks needs worker"):
+        resolve("acme", {"worker": False}, {}, None)
+
+
+def test_migrations_are_chained_again_after_one_is_removed(tmp_path: Path) -> None:
+    for number, down in (("0001", None), ("0003", "0002")):
+        (tmp_path / f"{number}_x.py").write_text(
+            f'revision: str = "{number}"\ndown_revision: str | None = {down!r}\n'
+        )
+    rechain_migrations(tmp_path)
+    assert 'down_revision: str | None = "0001"' in (tmp_path / "0003_x.py").read_text()
+
+
+def test_dashboard_panels_and_snapshot_operations_of_disabled_features_go() -> None:
+    dashboard = json.loads(
+        without_panels((ROOT / "grafana/dashboards/keel.json").read_text(), frozenset({"items"}))
+    )
+    queries = json.dumps(dashboard["panels"])
+    assert "http_requests_total" in queries
+    assert "keel_arq_" not in queries
+    assert "keel_webhook_" not in queries
+    snapshot = (ROOT / "tests/api/v1/openapi.snapshot.json").read_text()
+    document = json.loads(without_operations(snapshot, frozenset()))
+    assert not [path for path in document["paths"] if path.startswith("/api/v1/items")]
+    assert "ItemRead" not in document["components"]["schemas"]
+    assert "UserRead" in document["components"]["schemas"]
+
+
+@pytest.fixture(scope="module", params=[[], MINIMAL], ids=["everything", "minimal"])
+def generated(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("generated") / "acme-orders"
+    argv = ["acme-orders", "--output", str(target), "--no-input", "--no-git", "--no-format"]
+    assert cli.main([*argv, *request.param]) == 0
+    return target
+
+
+def test_the_old_name_is_left_only_in_the_generated_from_note(generated: Path) -> None:
+    found = [
+        f"{path.relative_to(generated)}: {line}"
+        for path in generated.rglob("*")
+        if path.is_file() and ".venv" not in path.parts
+        for line in path.read_text(errors="replace").splitlines()
+        if re.search("keel", line, re.IGNORECASE)
+    ]
+    assert len(found) == 1, found
+    assert found[0].startswith("README.md: > Generated from Keel")
+    assert not [path for path in generated.rglob("*") if "keel" in path.name.lower()]
+
+
+def test_no_marker_and_no_template_only_file_is_left(generated: Path) -> None:
+    markers = [
+        path for path in generated.rglob("*") if path.is_file() and "feature: " in path.read_text()
+    ]
+    assert markers == []
+    assert not (generated / "bench").exists()
+    assert not (generated / "scripts/new").exists()
+
+
+def test_every_first_party_import_resolves(generated: Path) -> None:
+    """Removed modules are not imported, and no name is imported from a module that lost it."""
+    modules = _modules(generated)
+    dangling = [
+        f"{where}: {imported}"
+        for where, path in modules.items()
+        for imported in _first_party_imports(path, modules)
+    ]
+    assert dangling == []
+
+
+def test_disabled_features_leave_nothing_of_theirs(generated: Path) -> None:
+    answers = read_answers_file(generated / ANSWERS_FILE)
+    features = answers["features"]
+    assert isinstance(features, dict)
+    for feature in FEATURES:
+        owned = [rename(path, NAME) for path in feature.paths]
+        present = [path for path in owned if (generated / path).exists()]
+        assert present == ([] if not features[feature.name] else present), feature.name
+    if not features["worker"]:
+        settings = (generated / "src/acme_orders/settings.py").read_text()
+        assert "arq_" not in settings
+        assert "worker" not in (generated / "k8s/base/kustomization.yaml").read_text()
+        assert "worker:" not in (generated / "docker-compose.yml").read_text()
+
+
+def _modules(root: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for base in ("src", "."):
+        for path in sorted((root / base).rglob("*.py")):
+            parts = list(path.relative_to(root / base).with_suffix("").parts)
+            if parts[0] in ("src", ".venv"):
+                continue
+            if parts[-1] == "__init__":
+                parts.pop()
+            found.setdefault(".".join(parts), path)
+    return found
+
+
+def _first_party_imports(path: Path, modules: dict[str, Path]) -> list[str]:
+    tree = ast.parse(path.read_text())
+    missing = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            if _first_party(node.module) and node.module not in modules:
+                missing.append(node.module)
+            elif node.module in modules:
+                defined = _names(modules[node.module])
+                missing += [
+                    f"{node.module}.{alias.name}"
+                    for alias in node.names
+                    if alias.name not in defined and f"{node.module}.{alias.name}" not in modules
+                ]
+        elif isinstance(node, ast.Import):
+            missing += [
+                alias.name
+                for alias in node.names
+                if _first_party(alias.name) and alias.name not in modules
+            ]
+    return missing
+
+
+def _first_party(module: str) -> bool:
+    return module.split(".")[0] in ("acme_orders", "acme_orders_dev", "tests")
+
+
+def _names(path: Path) -> set[str]:
+    """The names a module defines or imports at its top level."""
+    names: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {t.id for t in targets if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+    return names
