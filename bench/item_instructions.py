@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.item_instructions      # ~15 minutes; needs valgrind (apt-get)
     .venv/bin/python -m bench.item_instructions --identity   # without Accept-Encoding: gzip
     .venv/bin/python -m bench.item_instructions --stock-routing   # + Keel on FastAPI's routing
+    .venv/bin/python -m bench.item_instructions --against REV     # Keel here vs Keel at REV
 
 Requests/s on a shared 2-core VM swing by +-20% from run to run (other jobs, caches), and the
 item GET's ratio to the Starlette reference with them (0.27x-0.41x measured on one day with the
@@ -17,6 +18,9 @@ middleware, auth, the asyncpg read, serialization. Start-up, warm-up and shutdow
 * FastAPI + asyncpg (bench/apps/fastapi_asyncpg_item.py): one dependency and a response model,
   nothing else: what FastAPI itself costs for a route of this shape.
 * Keel: the full stack (auth with the revocation check, middleware, access log, rate limit).
+* `--against REV` counts only Keel, the item GET and `/livez`, in this working tree and at a git
+  revision (checked out in a temporary worktree), side by side in one run: what a change costs
+  per request, free of the drift between runs taken at different times.
 * `--stock-routing` adds Keel with FastAPI's own routing (bench/apps/keel_stock_routing.py):
   routers included nested and dependencies solved by FastAPI's solver, which shows what
   keel.kit.routing's flat route table and compiled dependency plans save.
@@ -37,12 +41,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -60,9 +66,17 @@ TARGET = 0.35  # the requests/s target for Keel / Starlette + asyncpg (docs/perf
 
 
 def count(
-    target: str, env: dict[str, str], *, factory: bool, url: str, headers: dict[str, str], n: int
+    target: str,
+    env: dict[str, str],
+    *,
+    factory: bool,
+    url: str,
+    headers: dict[str, str],
+    n: int,
+    root: Path = harness.ROOT,
 ) -> int:
-    """Instructions the server executed in its whole life while serving `n` requests."""
+    """Instructions the server executed in its whole life while serving `n` requests, with the
+    code of the checkout at `root`."""
     port = harness.free_port()
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "callgrind.out"
@@ -73,11 +87,11 @@ def count(
         ]  # fmt: skip
         if factory:
             command.append("--factory")
-        paths = f"{harness.ROOT}:{harness.ROOT / 'src'}"
+        paths = f"{root}:{root / 'src'}"
         with (Path(scratch) / "server.log").open("wb") as log:
             server = subprocess.Popen(
                 command,
-                cwd=harness.ROOT,
+                cwd=root,
                 env={**os.environ, **env, "PYTHONPATH": paths, "PYTHONHASHSEED": "0"},
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -122,6 +136,41 @@ async def load(url: str, headers: dict[str, str], n: int) -> None:
         await asyncio.gather(*(connection(n // CONNECTIONS) for _ in range(CONNECTIONS)))
 
 
+@contextlib.contextmanager
+def checkout(revision: str) -> Iterator[Path]:
+    """`revision` in a temporary git worktree, removed afterwards."""
+    with tempfile.TemporaryDirectory() as scratch:
+        tree = Path(scratch) / "tree"
+        git = ["git", "-C", str(harness.ROOT), "worktree"]
+        subprocess.run([*git, "add", "--detach", str(tree), revision], check=True)
+        try:
+            yield tree
+        finally:
+            subprocess.run([*git, "remove", "--force", str(tree)], check=False)
+
+
+def against(
+    revision: str, env: bench_run.Env, data: bench_run.Seed, encoding: dict[str, str]
+) -> None:
+    """Keel's item GET and /livez here and at `revision`, alternating, in one run."""
+    auth = {"Authorization": f"Bearer {data.token}", **encoding}
+    routes = {"item GET": (f"/api/v1/items/{data.item}", auth), "/livez": ("/livez", encoding)}
+    with checkout(revision) as tree:
+        roots = {revision: tree, "this tree": harness.ROOT}
+        for route, (url, headers) in routes.items():
+            per_request = {}
+            for label, root in roots.items():
+                low, high = (
+                    count("keel.main:create_app", env.keel(), factory=True, url=url,
+                          headers=headers, n=n, root=root)
+                    for n in (LOW, HIGH)
+                )  # fmt: skip
+                per_request[label] = (high - low) / (HIGH - LOW)
+                print(f"  {route:<9} {label:<14} {per_request[label] / 1000:8.1f}k", flush=True)
+            change = per_request["this tree"] / per_request[revision] - 1
+            print(f"{route}: this tree vs {revision}: {change:+.1%} instructions per request")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -132,6 +181,7 @@ def main() -> int:
         action="store_true",
         help="also count Keel with FastAPI's stock routing and dependency solver",
     )
+    parser.add_argument("--against", metavar="REV", help="Keel here vs Keel at git revision REV")
     arguments = parser.parse_args()
     encoding = {"Accept-Encoding": "identity"} if arguments.identity else {}
     harness.ensure_debian_tool("valgrind", "valgrind")
@@ -142,6 +192,9 @@ def main() -> int:
         env = bench_run.Env(database, redis, 20, harness.free_port())
         data = bench_run.seed(env)
         reference = env.reference(data.owner)
+        if arguments.against:
+            against(arguments.against, env, data, encoding)
+            return 0
         auth = {"Authorization": f"Bearer {data.token}"}
         apps = {
             STARLETTE: ("bench.apps.starlette_asyncpg_item:app", reference, False, "/items", {}),

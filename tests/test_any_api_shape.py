@@ -27,7 +27,7 @@ import pytest
 
 from tests.helpers.servers import drop_database, recreate_database, run_database_name
 from tests.helpers.servers import with_database as database_url_of
-from tests.test_new_domain import ROOT, copy_project, run
+from tests.test_new_domain import ROOT, copy_project, pytest_command, run
 
 pytestmark = [
     pytest.mark.slow,
@@ -76,7 +76,7 @@ def edited(before: dict[str, bytes], project: Path) -> set[str]:
 
 
 def run_suite(project: Path, env: dict[str, str]) -> str:
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"]
+    command = pytest_command(project.parent / "suite-tmp", "tests")
     result = subprocess.run(
         command,
         cwd=project,

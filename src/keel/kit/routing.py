@@ -35,6 +35,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from keel.kit.dependency_plan import DependencyPlan, compile_plan
+from keel.kit.requests import parsing_json_with_orjson
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
@@ -69,6 +70,8 @@ class PlannedRoute(APIRoute):
 
     def get_route_handler(self) -> Handler:
         fastapi_handler = super().get_route_handler()
+        if self.body_field is not None:  # the routes FastAPI reads a JSON body for
+            fastapi_handler = parsing_json_with_orjson(fastapi_handler)
         plan = self.plan = compile_plan(self.dependant)
         if plan is None:
             return fastapi_handler
