@@ -80,9 +80,13 @@ async def test_without_it_the_slug_route_captures_the_literal_path() -> None:
     assert (await call(plain, "DELETE", "/things/feed")).json() == {"deleted": "feed"}
 
 
+# feature: items
 def test_create_app_shadows_every_literal_sibling(settings: Settings) -> None:
     """The items router's `/items/stats` next to `/items/{item_id:uuid}`: a UUID never
     matches it, so that regex is left as written (nothing added to the item GET's match)."""
     app = create_app(settings)
     by_path = {r.path: r for r in app.router.routes if isinstance(r, APIRoute)}
     assert "(?!" not in by_path["/api/v1/items/{item_id:uuid}"].path_regex.pattern
+
+
+# end feature: items
