@@ -241,7 +241,7 @@ def answers(client: httpx.Client, query: str) -> Callable[[], bool]:
 
 
 def dashboard_queries() -> list[tuple[str, str]]:
-    dashboard = json.loads((ROOT / "grafana" / "dashboards" / "keel.json").read_text())
+    dashboard = json.loads((ROOT / "grafana" / "dashboards" / "overview.json").read_text())
     return [
         (panel["title"], target["expr"])
         for panel in dashboard["panels"]

@@ -95,7 +95,7 @@ promtool test rules "${ROOT}"/prometheus/tests/*.yml
 # Every Grafana panel query must parse: written as recording rules for promtool, with Grafana's
 # $__rate_interval replaced by a duration (any other Grafana variable would not parse: refused).
 dashboard_rules="$(mktemp --suffix .dashboard.rules.yml)"
-"${BIN}/python" - "${ROOT}/grafana/dashboards/keel.json" "${dashboard_rules}" <<'PY'
+"${BIN}/python" - "${ROOT}/grafana/dashboards/overview.json" "${dashboard_rules}" <<'PY'
 import json, re, sys
 def panels(node):
     for panel in node.get("panels", []):

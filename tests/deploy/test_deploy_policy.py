@@ -433,8 +433,8 @@ def test_compose_grafana_provisions_the_repository_dashboard(variant: str) -> No
         mounts["./grafana/dashboards"]
     ]
     home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
-    assert home == mounts["./grafana/dashboards"] + "/keel.json"
-    assert (REPO / "grafana" / "dashboards" / "keel.json").is_file()
+    assert home == mounts["./grafana/dashboards"] + "/overview.json"
+    assert (REPO / "grafana" / "dashboards" / "overview.json").is_file()
     sources = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())
     port = compose(variant)["services"]["prometheus"]["ports"][0].rsplit(":", 1)[1]
     assert [source["url"] for source in sources["datasources"]] == [f"http://prometheus:{port}"]

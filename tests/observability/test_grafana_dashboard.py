@@ -1,4 +1,4 @@
-"""The Grafana dashboard (grafana/dashboards/keel.json) queries only series the code exports,
+"""The Grafana dashboard (grafana/dashboards/overview.json) queries only series the code exports,
 and keeps the shape Grafana provisions.
 
 A panel over a metric nobody exports stays empty without any error, in Grafana and in
@@ -26,7 +26,7 @@ from keel.settings import Environment, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "grafana"
-DASHBOARD = GRAFANA / "dashboards" / "keel.json"
+DASHBOARD = GRAFANA / "dashboards" / "overview.json"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 # The issue's list: the dashboard must keep a panel for each.
 REQUIRED_PANELS = {
