@@ -123,7 +123,9 @@ def test_migrations_are_chained_again_after_one_is_removed(tmp_path: Path) -> No
 
 def test_dashboard_panels_and_snapshot_operations_of_disabled_features_go() -> None:
     dashboard = json.loads(
-        without_panels((ROOT / "grafana/dashboards/overview.json").read_text(), frozenset({"items"}))
+        without_panels(
+            (ROOT / "grafana/dashboards/overview.json").read_text(), frozenset({"items"})
+        )
     )
     queries = json.dumps(dashboard["panels"])
     assert "http_requests_total" in queries
