@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -173,4 +174,32 @@ async def test_a_long_garbage_collection_is_not_reported() -> None:
         detector.stop()
         del heap
     assert collected_for > 0.05, "the collection must outlast the threshold to prove anything"
+    assert blocks == []
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="/proc names what a thread waits on"
+)
+@pytest.mark.allow_loop_block
+async def test_a_loop_asleep_on_a_futex_is_judged_by_its_cpu() -> None:
+    # Waiting for the GIL that another thread holds (a parse or a hash handed to a thread, a
+    # busy test client) is a sleep on a futex, like waiting for a lock: late and asleep, but
+    # not in a call of its own. The kernel cannot tell the two apart, so both are judged by
+    # the CPU rule; this test takes the lock, which it can hold for a known time.
+    lock = threading.Lock()
+    lock.acquire()
+    releaser = threading.Timer(0.3, lock.release)
+    blocks: list[LoopBlock] = []
+    detector = LoopBlockDetector(0.05, on_block=blocks.append)
+    detector.start()
+    try:
+        await asyncio.sleep(0.05)
+        releaser.start()
+        started = time.monotonic()
+        lock.acquire()  # the futex wait
+        waited = time.monotonic() - started
+        await asyncio.sleep(0.05)
+    finally:
+        detector.stop()
+    assert waited > 0.2, "the wait must outlast the threshold to prove anything"
     assert blocks == []
