@@ -111,11 +111,12 @@ LINT_PATHS += bench
 bench: $(BIN)/.synced ## every benchmark vs its reference -> bench/results/ (BENCH_QUICK=1: < 5 min)
 	$(BIN)/python -m bench.run
 
-# Needs nothing but Python: the generator is standard library only (docs/new-project.md).
-new: ## a renamed service with the features you choose: make new NAME=acme-orders OPTIONS=--no-worker
+# Needs nothing but Python: the generator is standard library only (docs/new-project.md); the
+# package index too when the features chosen change the dependencies (the project's `make lock`).
+new: ## a renamed service with the features you choose: make new NAME=acme-orders OPTIONS=--no-tracing
 	$(PYTHON) -m scripts.new $(NAME) $(OPTIONS)
 
-new-check: ## generate two variants and prove each (lint, types, tests, deploy checks, make dev)
+new-check: ## generate two variants and prove each (lint, types, tests, lock, deploy checks, make dev)
 	bash scripts/new_check.sh
 # end feature: template
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make new-check`: what `make new` writes works. Two projects under new names, everything on
-# and minimal (no example domain, no webhooks, no worker); in each: its own `make lint
-# typecheck test` and `make deploy-check`, a grep for the template's name (only the README's
+# and minimal (no example domain, no webhooks, no worker, no tracing); in each: its own `make
+# lint typecheck test`, `make lock-check` (the minimal one's lock files were resolved again by
+# the generator) and `make deploy-check`, a grep for the template's name (only the README's
 # "Generated from" line may have it), and `make dev` until /readyz answers 200 on embedded
 # PostgreSQL and Redis. Prints the time from generation to a tested service per variant.
 #   NEW_CHECK_DIR       where the projects go (default: a fresh temporary folder, removed after)
@@ -71,7 +72,7 @@ check_variant() {
   local variant=$1 name options project started
   case "${variant}" in
     everything) name=acme-orders; options=() ;;
-    minimal) name=tiny-ledger; options=(--no-items --no-webhooks --no-worker) ;;
+    minimal) name=tiny-ledger; options=(--no-items --no-webhooks --no-worker --no-tracing) ;;
     *) echo "unknown variant: ${variant}" >&2; return 2 ;;
   esac
   project="${WORK}/${name}"
@@ -89,6 +90,8 @@ check_variant() {
   make -C "${project}" lint typecheck
   make -C "${project}" test PYTEST_ARGS="--basetemp=${WORK}/${name}-pytest ${PYTEST_ARGS:-}"
   local tested=$((SECONDS - started))
+  say "${variant}: make lock-check"
+  make -C "${project}" lock-check
   say "${variant}: make deploy-check"
   make -C "${project}" deploy-check
   say "${variant}: make dev serves /readyz"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from scripts.new import answers as answers_module
 from scripts.new.features import FEATURES
+from scripts.new.locks import lock_project, needs_lock
 from scripts.new.naming import ProjectName
 from scripts.new.project import finish, format_project, git_init, source_commit
 from scripts.new.tree import render
@@ -28,6 +29,12 @@ def parser() -> argparse.ArgumentParser:
         "--no-format",
         action="store_true",
         help="skip `make format` in the project (it sets up the project's venv to run ruff)",
+    )
+    parse.add_argument(
+        "--no-lock",
+        action="store_true",
+        help="keep the template's lock files even when the features chosen change the "
+        "dependencies (then run `make lock` in the project before anything else)",
     )
     for feature in FEATURES:
         default = "on" if feature.default else "off"
@@ -57,6 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     render(TEMPLATE, target, name, answers.enabled)
     finish(target, answers, name.slug, source_commit(TEMPLATE))
+    if needs_lock(TEMPLATE, target):
+        if options.no_lock:
+            print(f"make new: {target}: lock files stale, run `make lock` there", file=sys.stderr)
+        else:
+            lock_project(target)  # before `make format`, whose venv is synced from them
     if not options.no_format:
         format_project(target)
     if not options.no_git:

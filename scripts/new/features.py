@@ -110,6 +110,16 @@ FEATURES: tuple[Feature, ...] = (
         metrics=("keel_arq_",),
         api_paths=("/api/v1/jobs",),
     ),
+    Feature(
+        name="tracing",
+        summary="tracing: server, database, Redis and httpx spans exported over OTLP, trace ids "
+        "in log lines, their settings and dependencies, the compose Jaeger service",
+        default=True,
+        paths=(
+            "src/keel/observability/tracing.py",
+            "tests/observability/test_tracing.py",
+        ),
+    ),
 )
 BY_NAME = {feature.name: feature for feature in FEATURES}
 

@@ -10,7 +10,7 @@ from typing import TypedDict
 
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import TracerProvider  # feature: tracing
 
 from keel.api import docs, health, surfaces
 from keel.api import metrics as metrics_api
@@ -20,7 +20,7 @@ from keel.gc_tuning import tuned_collector
 from keel.kit import conditional
 from keel.kit.routing import include_flat, shadow_literal_paths
 from keel.middleware import install_middleware
-from keel.observability import tracing
+from keel.observability import tracing  # feature: tracing
 from keel.observability.blocking import LoopBlockDetector
 from keel.observability.logging import configure_logging
 from keel.observability.metrics import Metrics
@@ -38,8 +38,8 @@ class LifespanState(TypedDict):
 def _lifespan(
     settings: Settings,
     metrics: Metrics | None,
-    provider: TracerProvider | None,
-    owns_provider: bool,
+    provider: TracerProvider | None,  # feature: tracing
+    owns_provider: bool,  # feature: tracing
 ) -> object:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[LifespanState]:
@@ -49,11 +49,15 @@ def _lifespan(
                 detector = LoopBlockDetector(settings.loop_block_threshold_ms / 1000)
                 detector.start()
                 stack.callback(detector.stop)
+            # feature: tracing
             if provider is not None and owns_provider:
                 stack.callback(provider.shutdown)  # flushes the batch of spans not yet sent
+            # end feature: tracing
             resources = await stack.enter_async_context(open_resources(settings, role="api"))
+            # feature: tracing
             if provider is not None:
                 stack.enter_context(tracing.instrumented_clients(provider, resources))
+            # end feature: tracing
             if metrics is not None:
                 refresher = asyncio.create_task(
                     metrics.run_refresh(resources, settings.metrics_refresh_interval),
@@ -103,46 +107,72 @@ def _install_routes(app: FastAPI, settings: Settings, metrics: Metrics | None) -
 
 
 def create_app(
-    settings: Settings | None = None, *, tracer_provider: TracerProvider | None = None
+    settings: Settings | None = None,
+    *,  # feature: tracing
+    tracer_provider: TracerProvider | None = None,  # feature: tracing
 ) -> FastAPI:
-    """The app. `tracer_provider` overrides the one built from OTEL_EXPORTER_OTLP_ENDPOINT
-    (tests pass one with an in-memory exporter)."""
+    """The app, configured by `settings` (default: from the environment)."""
     settings = settings or get_settings()
     configure_logging(settings)
     metrics = Metrics() if settings.metrics_enabled else None
+    # feature: tracing
+    # `tracer_provider` overrides the one built from OTEL_EXPORTER_OTLP_ENDPOINT (tests pass one
+    # with an in-memory exporter).
     provider = tracer_provider or tracing.tracer_provider_from_settings(settings)
-    app = _fastapi(settings, metrics, provider, owns_provider=tracer_provider is None)
+    # end feature: tracing
+    app = _fastapi(
+        settings,
+        metrics,
+        provider,  # feature: tracing
+        owns_provider=tracer_provider is None,  # feature: tracing
+    )
     app.state.metrics = metrics
     install_problem_handlers(app)
     app.add_exception_handler(conditional.NotModified, conditional.not_modified_response)
     _install_routes(app, settings, metrics)
     # Innermost middleware: after routers, before the rest; callers keyed on every surface's token.
     install_rate_limiting(app, settings, schemes=[s.auth.scheme for s in surfaces.SURFACES])
-    install_middleware(app, settings, metrics=metrics, tracing=provider is not None)
+    install_middleware(
+        app,
+        settings,
+        metrics=metrics,
+        tracing=provider is not None,  # feature: tracing
+    )
+    # feature: tracing
     if provider is not None:
         tracing.instrument_app(app, provider, settings)
+    # end feature: tracing
     return app
 
 
 def _fastapi(
     settings: Settings,
     metrics: Metrics | None,
-    provider: TracerProvider | None,
-    *,
-    owns_provider: bool,
+    provider: TracerProvider | None,  # feature: tracing
+    *,  # feature: tracing
+    owns_provider: bool,  # feature: tracing
 ) -> FastAPI:
     """The bare application, before routers, handlers and middleware are added."""
+    lifespan = _lifespan(
+        settings,
+        metrics,
+        provider,  # feature: tracing
+        owns_provider,  # feature: tracing
+    )
     return FastAPI(
         title=settings.service_name,
         version="1.0.0",
-        lifespan=_lifespan(settings, metrics, provider, owns_provider),  # type: ignore[arg-type]
+        lifespan=lifespan,  # type: ignore[arg-type]
         # FastAPI's own pages load their assets from a CDN: keel.api.docs serves them instead.
         docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json" if settings.docs_on else None,
         servers=[{"url": str(url).rstrip("/")} for url in settings.openapi_servers] or None,
+        # FastAPI's native telemetry stays off.
+        # feature: tracing
         # Native telemetry stays off: tracing is wired explicitly (opentelemetry-instrumentation-
         # fastapi, keel.observability.tracing). With it on, a global SDK provider would make
         # FastAPI emit a second SERVER span for every request (tested).
+        # end feature: tracing
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )

@@ -151,7 +151,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool | None = None
 
-    # --- Edge: logging, metrics, tracing, limits ---
+    # --- Edge: logging, metrics, limits ---
     # Request bodies above this many bytes get 413 before any route code runs; a route may set
     # its own with FastAPI's `max_body_size=`.
     max_body_size: int = Field(default=1_048_576, ge=0)
@@ -173,12 +173,14 @@ class Settings(BaseSettings):
     # files under gunicorn) before each scrape and at least this often: another worker's scrape
     # lags by at most this many seconds.
     metrics_flush_interval: float = Field(default=1.0, gt=0)
+    # feature: tracing
     # Tracing is on only when a collector is named (OTLP/HTTP, e.g. http://otel-collector:4318).
     otel_exporter_otlp_endpoint: str | None = None
     otel_traces_sampler_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
     otel_excluded_urls: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["/livez", "/readyz", "/metrics"]
     )
+    # end feature: tracing
     # Warn (with the stack) when the event loop is blocked longer than this; default: on outside
     # production.
     loop_block_detector: bool | None = None
@@ -188,7 +190,11 @@ class Settings(BaseSettings):
     gc_freeze: bool = True
     gc_young_threshold: int = Field(default=50_000, ge=0)
 
-    @field_validator("access_log_skip_paths", "otel_excluded_urls", mode="before")
+    @field_validator(
+        "access_log_skip_paths",
+        "otel_excluded_urls",  # feature: tracing
+        mode="before",
+    )
     @classmethod
     def _parse_edge_csv(cls, value: object) -> object:
         return _split_csv(value)

@@ -418,7 +418,7 @@ def test_compose_services_order_health_and_hardening(variant: str) -> None:
         assert services[name]["read_only"] is True, name
         assert any(t.startswith("/tmp:") for t in services[name]["tmpfs"]), name  # noqa: S108
         assert services[name]["cap_drop"] == ["ALL"], name
-    assert "tracing" in services["jaeger"]["profiles"]
+    assert "tracing" in services["jaeger"]["profiles"]  # feature: tracing
 
 
 @pytest.mark.parametrize("variant", ["dev", "prod"])

@@ -124,6 +124,6 @@ Logs = list[MutableMapping[str, Any]]
 @pytest.fixture
 def logs() -> Iterator[Logs]:
     """structlog events, after the processors that add the request's context (request id, user
-    id, trace ids), the very ones `configure_logging` installs (before rendering)."""
+    id, ...), the very ones `configure_logging` installs (before rendering)."""
     with structlog.testing.capture_logs(processors=list(CONTEXT_PROCESSORS)) as captured:
         yield captured

@@ -40,7 +40,9 @@ async def test_one_line_per_request_with_every_field(edge: Edge, logs: Logs) -> 
     assert line["duration_ms"] > 0
     assert line["log_level"] == "info"
     assert "user_id" not in line
+    # feature: tracing
     assert "trace_id" not in line  # tracing is off
+    # end feature: tracing
 
 
 async def test_never_logs_credentials_query_strings_or_bodies(edge: Edge, logs: Logs) -> None:

@@ -111,13 +111,25 @@ def _is(entry: object, layer: type) -> bool:
 
 
 SETTINGS = Settings(_env_file=None, cors_origins=[ORIGIN], max_body_size=100)
-STACK_SIZE = len(middleware_stack(_app(), SETTINGS, metrics=Metrics(), tracing=False))
+STACK_SIZE = len(
+    middleware_stack(
+        _app(),
+        SETTINGS,
+        metrics=Metrics(),
+        tracing=False,  # feature: tracing
+    )
+)
 
 
 @pytest.mark.parametrize("index", range(STACK_SIZE))
 async def test_the_app_still_works_without_any_one_entry(index: int) -> None:
     app = _app()
-    stack = middleware_stack(app, SETTINGS, metrics=Metrics(), tracing=False)
+    stack = middleware_stack(
+        app,
+        SETTINGS,
+        metrics=Metrics(),
+        tracing=False,  # feature: tracing
+    )
     removed = stack.pop(index)
     assert removed is not None
     for layer in reversed(as_layers(stack)):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,13 +18,14 @@ from scripts.new import __main__ as cli
 from scripts.new.answers import ANSWERS_FILE, read_answers_file, resolve
 from scripts.new.artifacts import without_operations, without_panels
 from scripts.new.features import FEATURES, missing_requirements
+from scripts.new.locks import LOCK_FILES, dependency_arrays, needs_lock
 from scripts.new.migrations import rechain_migrations
 from scripts.new.naming import ProjectName, rename
 from scripts.new.tree import strip_blocks
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = ProjectName.parse("acme-orders")
-MINIMAL = ["--no-items", "--no-webhooks", "--no-worker"]
+MINIMAL = ["--no-items", "--no-webhooks", "--no-worker", "--no-tracing"]
 
 
 @pytest.mark.parametrize(
@@ -87,8 +89,8 @@ def test_answers_come_from_flags_then_the_file_then_defaults(tmp_path: Path) -> 
     answers.write_text('name = "acme-orders"\n[features]\nwebhooks = false\nworker = false\n')
     chosen = resolve(None, {"items": None}, read_answers_file(answers), ask=None)
     assert chosen.name == "acme-orders"
-    assert chosen.enabled == {"items"}
-    assert resolve(None, {"items": False}, read_answers_file(answers), None).enabled == set()
+    assert chosen.enabled == {"items", "tracing"}
+    assert resolve(None, {"items": False}, read_answers_file(answers), None).enabled == {"tracing"}
 
 
 def test_an_answers_file_with_an_unknown_key_is_refused(tmp_path: Path) -> None:
@@ -99,7 +101,7 @@ def test_an_answers_file_with_an_unknown_key_is_refused(tmp_path: Path) -> None:
 
 
 def test_prompts_ask_each_feature_in_a_terminal() -> None:
-    replies = iter(["acme-orders", "", "n", "n"])
+    replies = iter(["acme-orders", "", "n", "n", "n"])
     chosen = resolve(None, {}, {}, ask=lambda question: next(replies))
     assert chosen.enabled == {"items"}
 
@@ -142,7 +144,8 @@ def test_dashboard_panels_and_snapshot_operations_of_disabled_features_go() -> N
 def generated(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("generated") / "acme-orders"
     argv = ["acme-orders", "--output", str(target), "--no-input", "--no-git", "--no-format"]
-    assert cli.main([*argv, *request.param]) == 0
+    # The lock files stay as copied here; resolving them is test_lock_files_are_resolved_...
+    assert cli.main([*argv, "--no-lock", *request.param]) == 0
     return target
 
 
@@ -192,6 +195,75 @@ def test_disabled_features_leave_nothing_of_theirs(generated: Path) -> None:
         assert "arq_" not in settings
         assert "worker" not in (generated / "k8s/base/kustomization.yaml").read_text()
         assert "worker:" not in (generated / "docker-compose.yml").read_text()
+    if not features["tracing"]:
+        # FastAPI itself requires opentelemetry-api: the lock files keep it, pinned for FastAPI.
+        mentions = [
+            str(path.relative_to(generated))
+            for path in generated.rglob("*")
+            if path.is_file() and path.name not in LOCK_FILES
+            if re.search("opentelemetry|otel", path.read_text(errors="replace"), re.IGNORECASE)
+        ]
+        assert mentions == []
+        assert "jaeger" not in (generated / "docker-compose.yml").read_text()
+        assert "4318" not in (generated / "k8s/base/networkpolicy.yaml").read_text()
+
+
+def test_the_dependencies_of_features_left_out_leave_pyproject(generated: Path) -> None:
+    features = read_answers_file(generated / ANSWERS_FILE)["features"]
+    assert isinstance(features, dict)
+    runtime = dependency_arrays((generated / "pyproject.toml").read_text())["dependencies"]
+    assert isinstance(runtime, list)
+    names = {re.split(r"[<>=\[; ]", requirement)[0] for requirement in runtime}
+    assert ("arq" in names) == features["worker"]
+    assert (
+        bool({name for name in names if name.startswith("opentelemetry")}) == (features["tracing"])
+    )
+
+
+def test_lock_files_are_resolved_again_only_when_the_dependencies_change(tmp_path: Path) -> None:
+    template = (ROOT / "pyproject.toml").read_text()
+    everything = frozenset(feature.name for feature in FEATURES)
+    for name, enabled, changed in (
+        ("all", everything, False),
+        ("no-items", everything - {"items"}, False),
+        ("no-tracing", everything - {"tracing"}, True),
+        ("no-worker", everything - {"webhooks", "worker"}, True),
+    ):
+        project = tmp_path / name
+        project.mkdir()
+        (project / "pyproject.toml").write_text(rename(strip_blocks(template, enabled), NAME))
+        assert needs_lock(ROOT, project) == changed, name
+    # Comments, order of tables and the project's name are not dependencies.
+    assert dependency_arrays('[project]\nname = "a"\ndependencies = ["x>=1"]  # c\n') == (
+        dependency_arrays('[project]\ndependencies = [\n    "x>=1",\n]\nname = "b"\n')
+    )
+
+
+def test_lock_files_are_the_templates_when_the_dependencies_are(generated: Path) -> None:
+    features = read_answers_file(generated / ANSWERS_FILE)["features"]
+    assert isinstance(features, dict)
+    if not all(features.values()):
+        pytest.skip("the dependencies differ from the template's")
+    for lock in LOCK_FILES:
+        assert (generated / lock).read_text() == rename((ROOT / lock).read_text(), NAME), lock
+
+
+def test_lock_files_are_resolved_when_tracing_and_the_worker_are_off(tmp_path: Path) -> None:
+    """The real thing, once: the project's `make lock` run by the generator, then its own
+    `make lock-check` (uv from the project's .tools; ~25 s)."""
+    target = tmp_path / "acme-orders"
+    options = ["--no-webhooks", "--no-worker", "--no-tracing"]
+    argv = ["acme-orders", "--output", str(target), "--no-input", "--no-git", "--no-format"]
+    assert cli.main([*argv, *options]) == 0
+    checked = subprocess.run(
+        ["make", "-C", str(target), "lock-check"], capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    for lock in LOCK_FILES:
+        pinned = (target / lock).read_text()
+        assert "\narq==" not in pinned, lock
+        assert "opentelemetry-sdk==" not in pinned, lock
+        assert (target / lock).read_text() != rename((ROOT / lock).read_text(), NAME), lock
 
 
 def _modules(root: Path) -> dict[str, Path]:

@@ -36,9 +36,10 @@ def git(where: Path, *arguments: str) -> str:
 
 
 def generate(template: Path, *arguments: str) -> None:
-    """The generator of `template`, as the docs run it (its own folder, its own Python)."""
+    """The generator of `template`, as the docs run it (its own folder, its own Python); the
+    lock files are left as copied (resolving them is tested in test_generator.py)."""
     subprocess.run(
-        [sys.executable, "-m", "scripts.new", *arguments, "--no-input", "--no-format"],
+        [sys.executable, "-m", "scripts.new", *arguments, "--no-input", "--no-format", "--no-lock"],
         cwd=template,
         check=True,
         capture_output=True,

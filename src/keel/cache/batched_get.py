@@ -14,11 +14,13 @@ argument encoding, retry wrapper, response callbacks) cost 266k instructions per
 path ~100k (bench/item_instructions.py). What the client's retry gave is kept where it matters:
 a connection that was open and turns out dead (Redis restarted) is retried once on a fresh one,
 which is always safe for a read; a timeout is not retried (the caller falls back at once).
-
-Tracing: OpenTelemetry's redis instrumentation wraps the client's command path, so these MGETs
-make no Redis span. One MGET serves many requests and belongs to none of them; under the client
-path its span went to whichever request happened to start the sender.
 """
+
+# feature: tracing
+# Tracing: OpenTelemetry's redis instrumentation wraps the client's command path, so these MGETs
+# make no Redis span. One MGET serves many requests and belongs to none of them; under the client
+# path its span went to whichever request happened to start the sender.
+# end feature: tracing
 
 from __future__ import annotations
 

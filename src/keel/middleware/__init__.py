@@ -1,10 +1,9 @@
 """Pure ASGI middleware: one module and one class per concern, all in ONE ordered list.
 
 `middleware_stack` is that list, outside in: each entry is one concern or one layer, and
-deleting the entry removes it. Above the list sit the OpenTelemetry server span (only with
-tracing; added by the instrumentor around everything, so the span is current in every layer) and
-Starlette's ServerErrorMiddleware (last resort for a bug in a middleware); below it, the rate
-limiter (`keel.ratelimit`, installed by create_app before this).
+deleting the entry removes it. Above the list sits Starlette's ServerErrorMiddleware (last
+resort for a bug in a middleware); below it, the rate limiter (`keel.ratelimit`, installed by
+create_app before this).
 
 Consecutive concerns (`keel.middleware.composed.Concern`: they only watch requests and add
 response headers) run in ONE layer, `ComposedMiddleware`, in the order separate layers would
@@ -38,21 +37,40 @@ __all__ = ["cache_policy", "install_middleware", "middleware_stack"]
 
 
 def install_middleware(
-    app: FastAPI, settings: Settings, *, metrics: Metrics | None, tracing: bool
+    app: FastAPI,
+    settings: Settings,
+    *,
+    metrics: Metrics | None,
+    tracing: bool,  # feature: tracing
 ) -> None:
     """Register every middleware of `middleware_stack`; call after the routers are included."""
-    stack = middleware_stack(app, settings, metrics=metrics, tracing=tracing)
+    stack = middleware_stack(
+        app,
+        settings,
+        metrics=metrics,
+        tracing=tracing,  # feature: tracing
+    )
     for layer in reversed(as_layers(stack)):  # add_middleware puts each new one outside
         app.add_middleware(layer.cls, *layer.args, **layer.kwargs)
 
 
 def middleware_stack(
-    app: FastAPI, settings: Settings, *, metrics: Metrics | None, tracing: bool
+    app: FastAPI,
+    settings: Settings,
+    *,
+    metrics: Metrics | None,
+    tracing: bool,  # feature: tracing
 ) -> list[Concern | Middleware | None]:
     """Every concern and layer, outside in (None: switched off by the settings)."""
+    # feature: tracing
+    # Above them all, with tracing on: the OpenTelemetry server span (the instrumentor wraps the
+    # whole stack, so the span is current in every layer).
+    # end feature: tracing
     return [
         # Outermost concern: every response below echoes X-Request-ID, every log line has it.
-        RequestId(tracing=tracing),
+        RequestId(
+            tracing=tracing,  # feature: tracing
+        ),
         # Sees the final status and the whole duration, while the request id is bound.
         AccessLog(
             skip_paths=settings.access_log_skip_paths,

@@ -1,9 +1,9 @@
 """Access log: one structured line per request, and nothing a client would not want logged.
 
 Fields: method, route (template), path (without the query string, which may carry tokens),
-status, duration_ms, request_id, client, user_id (when the auth dependency bound one) and, with
-tracing on, trace_id/span_id (added by the logging processors). Never headers, cookies, query
-strings or bodies.
+status, duration_ms, request_id, client, user_id (when the auth dependency bound one) and what
+the logging processors add (keel.observability.logging). Never headers, cookies, query strings
+or bodies.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Starlette's ServerErrorMiddleware renders its 500 and then re-raises into the server; uvicorn
 then closes the socket, so every other request pipelined or kept alive on that connection fails
 (measured). This layer sits just outside the exception handlers: it logs the traceback with the
-request id bound, records it on the trace span, answers with the generic 500 problem (which
-still passes through every header, metrics and logging concern above it) and returns normally.
+request id bound, answers with the generic 500 problem (which still passes through every
+header, metrics and logging concern above it) and returns normally.
 
 If the response had already started, nothing can be said to the client any more: the exception
 is re-raised and the server cuts the connection, which is the only honest signal left.
@@ -13,8 +13,8 @@ is re-raised and the server cuts the connection, which is the only honest signal
 from __future__ import annotations
 
 import structlog
-from opentelemetry import trace
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry import trace  # feature: tracing
+from opentelemetry.trace import Status, StatusCode  # feature: tracing
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -50,10 +50,13 @@ class UnhandledErrorMiddleware:
                 response_started=started,
                 exc_info=exc,
             )
+            # feature: tracing
+            # With tracing on, the exception is recorded on the server span too.
             span = trace.get_current_span()
             if span.is_recording():
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            # end feature: tracing
             if started:
                 raise
             response = unhandled_error_response(Request(scope, receive))

@@ -5,13 +5,12 @@ The outermost of Keel's concerns (`install_middleware`), so every response below
 of the request the id is in `scope["state"]["request_id"]` (read by the problem documents and
 the access log) and in `keel.observability.context.request_id_var` (every log line, through the
 logging processor `add_request_context`; outbound httpx calls; enqueued jobs). Both are cleared
-when the request ends, and so is the user id `bind_user_id` may have set. With tracing on the
-id is also set on the server span.
+when the request ends, and so is the user id `bind_user_id` may have set.
 """
 
 from __future__ import annotations
 
-from opentelemetry import trace
+from opentelemetry import trace  # feature: tracing
 from starlette.types import Scope
 
 from keel.middleware.composed import Concern, ResponseHeaders
@@ -23,9 +22,11 @@ _BOUND = "keel.request_id"
 
 
 class RequestId(Concern):
+    # feature: tracing
     def __init__(self, *, tracing: bool = False) -> None:
         self.tracing = tracing
 
+    # end feature: tracing
     def on_request(self, scope: Scope) -> None:
         raw: bytes | None = None
         for name, value in scope["headers"]:
@@ -37,10 +38,13 @@ class RequestId(Concern):
         if state is None:
             state = scope["state"] = {}
         state["request_id"] = request_id
+        # feature: tracing
+        # With tracing on the id is also set on the server span.
         if self.tracing:
             span = trace.get_current_span()
             if span.is_recording():
                 span.set_attribute("request_id", request_id)
+        # end feature: tracing
         scope[_BOUND] = (request_id_var.set(request_id), (HEADER, request_id.encode("latin-1")))
 
     def on_response_start(self, scope: Scope, status: int, headers: ResponseHeaders) -> None:

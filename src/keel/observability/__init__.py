@@ -1,1 +1,1 @@
-"""Logging, metrics and tracing."""
+"""Logs, metrics and the other signals the service gives about itself (docs/edge.md)."""

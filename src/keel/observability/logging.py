@@ -2,7 +2,7 @@
 
 JSON lines in production, a readable console renderer in development. Standard-library loggers
 (uvicorn, gunicorn, arq, asyncpg, httpx, sqlalchemy) are routed through the same processors, so a
-line from uvicorn and a line from Keel carry the same fields (request_id, trace_id, timestamp).
+line from uvicorn and a line from Keel carry the same fields (request_id, timestamp, ...).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import orjson
 import structlog
-from opentelemetry import trace
+from opentelemetry import trace  # feature: tracing
 
 from keel.observability.context import request_id_var, user_id_var
 from keel.settings import Environment, Settings
@@ -41,6 +41,7 @@ def add_request_context(
     return event_dict
 
 
+# feature: tracing
 def add_trace_context(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
@@ -55,12 +56,14 @@ def add_trace_context(
     return event_dict
 
 
+# end feature: tracing
+
 # What every line gets from the context it is written in: structlog's contextvars (the worker
-# binds job_id), the request's id and user, the trace. Also used by the tests' log captures.
+# binds job_id), the request's id and user. Also used by the tests' log captures.
 CONTEXT_PROCESSORS: tuple[structlog.types.Processor, ...] = (
     structlog.contextvars.merge_contextvars,
     add_request_context,
-    add_trace_context,
+    add_trace_context,  # feature: tracing
 )
 
 
@@ -128,7 +131,7 @@ _ROUTED_LOGGERS = (
     "uvicorn.error",
     "gunicorn.error",
     "gunicorn.access",
-    "arq",
+    "arq",  # feature: worker
     "alembic",
     "sqlalchemy",
     "asyncpg",
