@@ -7,8 +7,8 @@
 # PostgreSQL and Redis. Prints the time from generation to a tested service per variant.
 #   NEW_CHECK_DIR       where the projects go (default: a fresh temporary folder, removed after)
 #   NEW_CHECK_VARIANTS  "everything minimal" (default) or one of them
-#   PYTEST_ARGS         passed on to each project's `make test` (default: none; the suite runs
-#                       serially, as in `make test`, so its timing-bound tests see no xdist load)
+#   PYTEST_ARGS         passed on to each project's `make test` (default: none, serially as
+#                       in `make test`; CI passes "-n 2")
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

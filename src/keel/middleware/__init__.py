@@ -44,6 +44,10 @@ def install_middleware(
     tracing: bool,  # feature: tracing
 ) -> None:
     """Register every middleware of `middleware_stack`; call after the routers are included."""
+    # feature: tracing
+    # Above them all, with tracing on: the OpenTelemetry server span (the instrumentor wraps the
+    # whole stack, so the span is current in every layer).
+    # end feature: tracing
     stack = middleware_stack(
         app,
         settings,
@@ -62,10 +66,6 @@ def middleware_stack(
     tracing: bool,  # feature: tracing
 ) -> list[Concern | Middleware | None]:
     """Every concern and layer, outside in (None: switched off by the settings)."""
-    # feature: tracing
-    # Above them all, with tracing on: the OpenTelemetry server span (the instrumentor wraps the
-    # whole stack, so the span is current in every layer).
-    # end feature: tracing
     return [
         # Outermost concern: every response below echoes X-Request-ID, every log line has it.
         RequestId(
@@ -85,11 +85,7 @@ def middleware_stack(
         # Outside the body limit and the error layer: browsers can read their 413 and 500.
         _cors(settings),
         # Compresses what the limit, the app and the error layer produce (when accepted).
-        Middleware(
-            GZipMiddleware,
-            minimum_size=settings.gzip_minimum_size,
-            compresslevel=settings.gzip_compress_level,
-        ),
+        _gzip(settings),
         # 413 before routing, dependencies (authentication) or the body parser run.
         Middleware(
             BodyLimitMiddleware, max_body_size=settings.max_body_size, routes=app.router.routes
@@ -122,6 +118,14 @@ def _deadline(settings: Settings) -> Middleware | None:
     if not settings.request_deadline_seconds:
         return None
     return Middleware(RequestDeadline, seconds=settings.request_deadline_seconds)
+
+
+def _gzip(settings: Settings) -> Middleware:
+    return Middleware(
+        GZipMiddleware,
+        minimum_size=settings.gzip_minimum_size,
+        compresslevel=settings.gzip_compress_level,
+    )
 
 
 def _cors(settings: Settings) -> Middleware | None:
