@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -210,3 +211,31 @@ def test_unavailable_packages_fail_with_one_clear_line(
         assert "install" in message
         assert url in message
         assert f"TEST_{url}" in message
+
+
+CREATE_USER = """
+import sys
+from keel_dev.embedded import _ensure_os_user
+print(_ensure_os_user(sys.argv[1]).pw_uid)
+"""
+
+
+@pytest.mark.skipif(
+    os.name != "posix" or os.geteuid() != 0 or shutil.which("useradd") is None,
+    reason="creates an OS user: as root, where postgres needs one",
+)
+def test_workers_starting_together_agree_on_the_postgres_user() -> None:
+    # Four processes at once, as pytest-xdist workers start: each must end with the uid that
+    # /etc/passwd keeps (racing useradds left one with a uid that no longer existed).
+    name = f"keeltest{os.getpid()}"
+    try:
+        started = [
+            subprocess.Popen(
+                [sys.executable, "-c", CREATE_USER, name], stdout=subprocess.PIPE, text=True
+            )
+            for _ in range(4)
+        ]
+        uids = {int(process.communicate(timeout=60)[0]) for process in started}
+        assert uids == {pwd.getpwnam(name).pw_uid}
+    finally:
+        subprocess.run(["userdel", name], capture_output=True, check=False, timeout=60)

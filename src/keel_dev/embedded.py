@@ -9,6 +9,7 @@ caller owns the data dir, the TCP port and the lifecycle. Everything binds to 12
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib.util
 import os
 import pwd
@@ -18,7 +19,9 @@ import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -211,6 +214,27 @@ class _RunAs:
 def _ensure_os_user(name: str) -> pwd.struct_passwd:
     with contextlib.suppress(KeyError):
         return pwd.getpwnam(name)
+    # One at a time on this machine: two test workers starting together each ran useradd, and
+    # one was left with a uid that /etc/passwd no longer had (initdb: "could not look up
+    # effective user ID").
+    with _machine_lock(f"{name}-useradd"):
+        with contextlib.suppress(KeyError):
+            return pwd.getpwnam(name)
+        return _add_os_user(name)
+
+
+@contextlib.contextmanager
+def _machine_lock(name: str) -> Iterator[None]:
+    path = Path(tempfile.gettempdir()) / f"{name}.lock"
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _add_os_user(name: str) -> pwd.struct_passwd:
     useradd = shutil.which("useradd") or "/usr/sbin/useradd"
     # Fixed argument list, no shell: the user name is our constant.
     result = subprocess.run(  # noqa: S603
@@ -230,7 +254,6 @@ def _ensure_os_user(name: str) -> pwd.struct_passwd:
         check=False,
     )
     try:
-        # Another process may have created it concurrently: success either way.
         return pwd.getpwnam(name)
     except KeyError:
         raise EmbeddedServerError(
