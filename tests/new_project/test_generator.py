@@ -208,6 +208,32 @@ def test_disabled_features_leave_nothing_of_theirs(generated: Path) -> None:
         assert "4318" not in (generated / "k8s/base/networkpolicy.yaml").read_text()
 
 
+# What the prose of a project without the feature must not mention (settings, commands, routes).
+PROSE_TELLS = {
+    "items": ("GET /api/v1/items", "make domain"),
+    "webhooks": ("WEBHOOK_", "/api/v1/webhooks", "webhook endpoint"),
+    "worker": ("ARQ_QUEUE_NAME", "WORKER_METRICS_PORT", "acme-orders worker", "ARQ worker"),
+}
+
+
+def test_the_docs_describe_no_disabled_feature(generated: Path) -> None:
+    features = read_answers_file(generated / ANSWERS_FILE)["features"]
+    assert isinstance(features, dict)
+    # The list at the top names what was left out, with each feature's summary.
+    readme = (generated / "README.md").read_text().splitlines()
+    texts = {"README.md": "\n".join(line for line in readme if ", left out: " not in line)}
+    texts |= {f"docs/{doc.name}": doc.read_text() for doc in (generated / "docs").glob("*.md")}
+    found = [
+        f"{where}: {tell!r} ({name} is off)"
+        for name, tells in PROSE_TELLS.items()
+        if not features[name]
+        for where, text in texts.items()
+        for tell in tells
+        if tell in text
+    ]
+    assert found == []
+
+
 def test_the_dependencies_of_features_left_out_leave_pyproject(generated: Path) -> None:
     features = read_answers_file(generated / ANSWERS_FILE)["features"]
     assert isinstance(features, dict)
