@@ -1,4 +1,4 @@
-# Keel API / worker image. Build: docker build -t keel .   (docs/deployment.md: sizes, running)
+# Keel image (every process runs from it). Build: docker build -t keel .   (docs/deployment.md: sizes, running)
 #
 # Stage 1 installs the hashed, runtime-only lock (requirements.lock, `make lock`) into /opt/venv
 # with uv, compiles bytecode, and installs the project itself without dependencies.

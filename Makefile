@@ -23,7 +23,7 @@ compile_lock = $(UV) pip compile pyproject.toml $(LOCK_FLAGS) $(LOCK_ARGS_$(1)) 
 LOWEST_VENV := .venv-lowest
 LINT_PATHS := src tests migrations scripts
 
-.PHONY: help venv dev test test-lowest test-python lint format typecheck deploy-check compose-check lock lock-check domain migrate contract clean
+.PHONY: help venv dev test test-lowest test-python lint format typecheck deploy-check compose-check lock lock-check migrate contract clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -41,7 +41,10 @@ $(BIN)/.synced: $(UV) requirements-dev.lock pyproject.toml
 
 venv: $(BIN)/.synced
 
-dev: $(BIN)/.synced ## run API (auto-reload) + worker; embedded Postgres/Redis unless DATABASE_URL/REDIS_URL are set (DEV_ARGS=--port 8001)
+# feature: worker
+# The worker too: `python -m keel_dev` runs the API and the worker, each restarted on changes.
+# end feature: worker
+dev: $(BIN)/.synced ## run the service with auto-reload; embedded Postgres/Redis unless DATABASE_URL/REDIS_URL are set (DEV_ARGS=--port 8001)
 	$(BIN)/python -m keel_dev $(DEV_ARGS)
 
 test: $(BIN)/.synced ## the whole suite against real PostgreSQL and Redis (TEST_*_URL or embedded)
@@ -99,8 +102,11 @@ lock-check: $(UV) ## fail when the lock files are stale against pyproject.toml
 	if [ $$status = 0 ]; then echo "lock files are current: $(LOCKS)"; \
 	else echo "lock files are stale: run 'make lock'"; exit 1; fi
 
+# feature: items
+.PHONY: domain
 domain: $(BIN)/.synced ## add a domain made from the items example: make domain NAME=projects (docs/domain.md)
 	$(BIN)/keel new-domain $(NAME) $(DOMAIN_ARGS)
+# end feature: items
 
 migrate: $(BIN)/.synced ## alembic upgrade head against DATABASE_URL
 	$(BIN)/keel migrate
