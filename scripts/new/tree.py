@@ -26,6 +26,11 @@ _BLOCK = re.compile(
 _LINE = re.compile(
     r"^(?P<code>[ \t]*[^#\s<].*?)[ \t]+# feature: (?P<name>[a-z]+)[ \t]*\n", re.MULTILINE
 )
+# Inside a Markdown paragraph, where a marker on a line of its own would end the paragraph:
+# `serves the API <!-- feature: worker -->next to one worker <!-- end feature: worker -->until`.
+_INLINE = re.compile(
+    r"<!-- feature: (?P<name>[a-z]+) -->(?P<body>.*?)<!-- end feature: (?P=name) -->", re.DOTALL
+)
 MIGRATIONS = "migrations/versions"
 KNOWN_FEATURES = {TEMPLATE_ONLY.name} | {feature.name for feature in FEATURES}
 
@@ -50,7 +55,8 @@ def template_files(template: Path) -> list[str]:
 
 
 def strip_blocks(text: str, enabled: frozenset[str]) -> str:
-    """The blocks and lines of disabled features removed; the markers of enabled ones too."""
+    """The blocks, lines and inline spans of disabled features removed; the markers of enabled
+    ones too."""
 
     def block(match: re.Match[str]) -> str:
         return strip_blocks(match["body"], enabled) if _known(match["name"]) in enabled else ""
@@ -58,7 +64,10 @@ def strip_blocks(text: str, enabled: frozenset[str]) -> str:
     def line(match: re.Match[str]) -> str:
         return f"{match['code']}\n" if _known(match["name"]) in enabled else ""
 
-    return _LINE.sub(line, _BLOCK.sub(block, text))
+    def inline(match: re.Match[str]) -> str:
+        return _INLINE.sub(inline, match["body"]) if _known(match["name"]) in enabled else ""
+
+    return _INLINE.sub(inline, _LINE.sub(line, _BLOCK.sub(block, text)))
 
 
 def _known(feature: str) -> str:

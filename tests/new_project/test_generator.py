@@ -79,6 +79,17 @@ def test_blocks_and_lines_of_a_disabled_feature_go_and_markers_never_stay() -> N
     )
 
 
+def test_inline_spans_of_a_disabled_feature_go_and_their_markers_never_stay() -> None:
+    text = (
+        "serves the API <!-- feature: worker -->next to one\n"
+        "worker <!-- end feature: worker -->until Ctrl-C.\n"
+    )
+    assert strip_blocks(text, frozenset()) == "serves the API until Ctrl-C.\n"
+    assert strip_blocks(text, frozenset({"worker"})) == (
+        "serves the API next to one\nworker until Ctrl-C.\n"
+    )
+
+
 def test_a_marker_naming_no_feature_is_an_error() -> None:
     with pytest.raises(ValueError, match="unknown feature"):
         strip_blocks("x = 1  # feature: itmes\n", frozenset())
