@@ -20,7 +20,8 @@ class Cycle:
 
 def test_the_heap_is_frozen_and_the_threshold_raised_then_both_undone() -> None:
     before = gc.get_threshold()
-    assert gc.get_freeze_count() == 0
+    # Not necessarily 0 here: Python 3.12 starts with a few hundred objects frozen (375 in 3.12.1).
+    assert gc.get_freeze_count() < 1_000
     with tuned_collector(freeze=True, young_threshold=50_000):
         assert gc.get_freeze_count() > 10_000  # the whole test process's heap
         assert gc.get_threshold() == (50_000, before[1], before[2])
@@ -32,8 +33,9 @@ def test_the_heap_is_frozen_and_the_threshold_raised_then_both_undone() -> None:
 
 def test_switched_off_it_changes_nothing() -> None:
     before = gc.get_threshold()
+    frozen = gc.get_freeze_count()  # 0, or what Python 3.12 starts with
     with tuned_collector(freeze=False, young_threshold=0):
-        assert gc.get_freeze_count() == 0
+        assert gc.get_freeze_count() == frozen
         assert gc.get_threshold() == before
     assert gc.get_threshold() == before
 

@@ -7,8 +7,10 @@ shares with the rest, blocks between two comment lines:
     ...
     # end feature: webhooks
 
-(`<!-- feature: webhooks -->` in Markdown). The pseudo-feature `template` is the template's own
-apparatus (its benchmarks, this generator, its CI stage for it): never in a generated project.
+(`<!-- feature: webhooks -->` in Markdown; inside a paragraph, where a marker line would end
+it, a span: `text<!-- feature: worker -->` ... `more<!-- end feature: worker -->`). The
+pseudo-feature `template` is the template's own apparatus (its benchmarks, this generator, its
+CI stage for it): never in a generated project.
 """
 
 from __future__ import annotations
