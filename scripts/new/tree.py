@@ -26,8 +26,9 @@ _BLOCK = re.compile(
 _LINE = re.compile(
     r"^(?P<code>[ \t]*[^#\s<].*?)[ \t]+# feature: (?P<name>[a-z]+)[ \t]*\n", re.MULTILINE
 )
-# Inside a Markdown paragraph, where a marker on a line of its own would end the paragraph:
-# `serves the API <!-- feature: worker -->next to one worker <!-- end feature: worker -->until`.
+# Inside a Markdown paragraph, where a marker on a line of its own would end the paragraph, the
+# markers are attached to the text: `serves the API<!-- feature: worker -->` on one line,
+# `next to one worker<!-- end feature: worker -->` on a later one (or both on the same line).
 _INLINE = re.compile(
     r"<!-- feature: (?P<name>[a-z]+) -->(?P<body>.*?)<!-- end feature: (?P=name) -->", re.DOTALL
 )

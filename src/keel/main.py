@@ -170,9 +170,9 @@ def _fastapi(
         servers=[{"url": str(url).rstrip("/")} for url in settings.openapi_servers] or None,
         # FastAPI's native telemetry stays off.
         # feature: tracing
-        # Native telemetry stays off: tracing is wired explicitly (opentelemetry-instrumentation-
-        # fastapi, keel.observability.tracing). With it on, a global SDK provider would make
-        # FastAPI emit a second SERVER span for every request (tested).
+        # Tracing is wired explicitly instead (opentelemetry-instrumentation-fastapi,
+        # keel.observability.tracing). With FastAPI's on, a global SDK provider would make it
+        # emit a second SERVER span for every request (tested).
         # end feature: tracing
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
