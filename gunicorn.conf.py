@@ -11,8 +11,8 @@ docs/deployment.md explains the numbers; tests/deploy/ checks the budget and the
     WORKER_TIMEOUT         heartbeat watchdog seconds (default 30)
     MAX_REQUESTS           recycle a worker after this many requests (default 20000; 0 = never)
     MAX_REQUESTS_JITTER    random extra requests so workers do not recycle together (default 2000)
-    FORWARDED_ALLOW_IPS    proxies whose X-Forwarded-* headers are trusted (default:
-                           RATE_LIMIT_TRUSTED_PROXIES, else none)
+    FORWARDED_ALLOW_IPS    proxies whose X-Forwarded-* headers are trusted (default: none;
+                           see "proxies" below)
     LOG_LEVEL              log level, shared with the app's settings (default INFO)
     PROMETHEUS_MULTIPROC_DIR  prometheus-client multiprocess directory (wiped at start)
     DB_MAX_CONNECTIONS     the database's max_connections; unset: asked from DATABASE_URL at start
@@ -94,12 +94,14 @@ max_requests = _env_int("MAX_REQUESTS", 20_000)
 max_requests_jitter = _env_int("MAX_REQUESTS_JITTER", 2_000)
 
 # --- proxies, logging, control ---
-# The proxies the rate limiter already trusts (RATE_LIMIT_TRUSTED_PROXIES) are the ones whose
-# X-Forwarded-For uvicorn believes too, so logs and request.client name the real client; with
-# neither set, no forwarded header is believed, whoever sends it (127.0.0.1 included).
-forwarded_allow_ips = os.environ.get(
-    "FORWARDED_ALLOW_IPS", os.environ.get("RATE_LIMIT_TRUSTED_PROXIES", "")
+# The first of these that is set names the proxies whose X-Forwarded-For uvicorn believes, so
+# logs and request.client name the real client; with none set, no forwarded header is
+# believed, whoever sends it (127.0.0.1 included).
+PROXY_VARIABLES = (
+    "FORWARDED_ALLOW_IPS",
+    "RATE_LIMIT_TRUSTED_PROXIES",  # feature: ratelimit
 )
+forwarded_allow_ips = next((os.environ[name] for name in PROXY_VARIABLES if name in os.environ), "")
 accesslog = None  # access logs come from Keel's middleware, one JSON line per request
 errorlog = "-"
 # The master's own lines as JSON, like the workers' (keel/gunicorn_logging.py).

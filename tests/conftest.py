@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from keel.settings import Environment, Settings
 from keel.webhooks import ssrf as webhook_ssrf  # feature: webhooks
 from keel_dev.embedded import EmbeddedPostgres, EmbeddedRedis
 from tests.auth.accounts import Account, AccountFactory, make_account
+from tests.auth.apps import client_for, derive_settings
+from tests.degradation.heap import frozen_heap
 from tests.helpers.database import TransactionBoundDatabase
 from tests.helpers.lifespan import LifespanManager
 from tests.helpers.servers import (
@@ -127,6 +130,29 @@ async def app(
         lifespan.use_database(TransactionBoundDatabase(db_connection))
         application.state.asgi_with_lifespan_state = lifespan.asgi
         yield application
+
+
+@pytest.fixture
+async def tuned(
+    request: pytest.FixtureRequest,
+    settings: Settings,
+    db_connection: asyncpg.Connection,
+    redis: Redis,
+) -> AsyncIterator[list[httpx.AsyncClient]]:
+    """Clients of app instances (sharing the suite's Redis and the test's transaction) with the
+    settings of the test's `app_settings` marker. Built here, not in the test: building an app
+    costs ~100 ms of event loop, which the loop guard would count against the test."""
+    marker = request.node.get_closest_marker("app_settings")
+    changes = dict(marker.kwargs) if marker else {}
+    instances = int(changes.pop("instances", 1))
+    derived = derive_settings(settings, **changes)
+    async with AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(client_for(derived, db_connection))
+            for _ in range(instances)
+        ]
+        with frozen_heap():
+            yield clients
 
 
 @pytest.fixture

@@ -113,6 +113,20 @@ FEATURES: tuple[Feature, ...] = (
         api_paths=("/api/v1/jobs",),
     ),
     Feature(
+        name="ratelimit",
+        summary="rate limits per caller and route in Redis (failing open to per-process "
+        "counts), strict per-IP limits on the auth routes, their settings and dependencies; "
+        "without them, limit at your edge (the per-account login backoff stays)",
+        default=True,
+        paths=(
+            "src/keel/ratelimit/",
+            "tests/ratelimit/",
+            # The Redis outage drill drives the limiter's fail-open (its counts, its metric).
+            "tests/degradation/test_redis_outage.py",
+        ),
+        metrics=("ratelimit_",),
+    ),
+    Feature(
         name="tracing",
         summary="tracing: server, database, Redis and httpx spans exported over OTLP, trace ids "
         "in log lines, their settings and dependencies, the compose Jaeger service",

@@ -24,7 +24,7 @@ from keel.observability import tracing  # feature: tracing
 from keel.observability.blocking import LoopBlockDetector
 from keel.observability.logging import configure_logging
 from keel.observability.metrics import Metrics
-from keel.ratelimit import install_rate_limiting
+from keel.ratelimit import install_rate_limiting  # feature: ratelimit
 from keel.resources import Resources, open_resources
 from keel.settings import Settings, get_settings
 
@@ -130,8 +130,10 @@ def create_app(
     install_problem_handlers(app)
     app.add_exception_handler(conditional.NotModified, conditional.not_modified_response)
     _install_routes(app, settings, metrics)
+    # feature: ratelimit
     # Innermost middleware: after routers, before the rest; callers keyed on every surface's token.
     install_rate_limiting(app, settings, schemes=[s.auth.scheme for s in surfaces.SURFACES])
+    # end feature: ratelimit
     install_middleware(
         app,
         settings,

@@ -303,7 +303,8 @@ class Settings(BaseSettings):
     page_default_limit: int = Field(default=20, ge=1)
     page_max_limit: int = Field(default=100, ge=1)
 
-    # --- Rate limits and caching ---
+    # feature: ratelimit
+    # --- Rate limits ---
     # Limits use the slowapi/limits syntax ("100/minute"; several joined by ";" must all hold),
     # counted per client (the user of a valid bearer token, else the client IP) in Redis, so
     # every worker and instance shares them. See docs/resilience.md.
@@ -325,10 +326,12 @@ class Settings(BaseSettings):
     # Peers whose X-Forwarded-For is believed (IPs or CIDRs, comma-separated); with none, the
     # TCP peer is the client. List only your own load balancers.
     rate_limit_trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    # The Redis client of the limiter and the cache, which both fail open: connect and read
-    # timeout (what a dead Redis can cost one request), no retries, and after a failure
-    # Redis is left alone for REDIS_FAST_RETRY_INTERVAL seconds (limits use per-process memory,
-    # the cache is bypassed) before one request probes it again.
+    # end feature: ratelimit
+
+    # --- Caching ---
+    # The Redis client of what fails open (the cache, the rate limits): connect and read
+    # timeout (what a dead Redis can cost one request), no retries, and after a failure Redis
+    # is left alone for REDIS_FAST_RETRY_INTERVAL seconds before one request probes it again.
     redis_fast_timeout: float = Field(default=0.25, gt=0, le=5)
     redis_fast_retry_interval: float = Field(default=5.0, gt=0)
     redis_fast_max_connections: int = Field(default=32, ge=2)
@@ -352,6 +355,7 @@ class Settings(BaseSettings):
     def _parse_openapi_servers(cls, value: object) -> object:
         return _split_csv(value)
 
+    # feature: ratelimit
     @field_validator("rate_limit_exempt_paths", "rate_limit_trusted_proxies", mode="before")
     @classmethod
     def _parse_rate_limit_csv(cls, value: object) -> object:
@@ -384,6 +388,8 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"{entry!r} is not an IP address or network") from None
         return value
+
+    # end feature: ratelimit
 
     @model_validator(mode="before")
     @classmethod

@@ -105,6 +105,7 @@ async def test_each_error_status_uses_the_surface_format(
     assert "retry-after" in unavailable.headers
 
 
+# feature: ratelimit
 @pytest.mark.parametrize("surface_client", [{"rate_limit_default": "2/minute"}], indirect=True)
 async def test_the_rate_limiters_429_uses_the_surface_format(
     surface_client: httpx.AsyncClient,
@@ -114,6 +115,9 @@ async def test_the_rate_limiters_429_uses_the_surface_format(
     limited = await surface_client.get(f"{THINGS}/a-thing")
     assert_surface_error(limited, 429)
     assert "retry-after" in limited.headers
+
+
+# end feature: ratelimit
 
 
 async def test_api_v1_keeps_problem_documents(surface_client: httpx.AsyncClient) -> None:
@@ -144,11 +148,13 @@ async def test_the_document_shows_each_surface_with_its_scheme_and_error_format(
     feed = document["paths"][f"{THINGS}/feed"]["get"]
     assert feed["security"] == [{"TokenHeader": []}]
     assert list(feed["responses"]["401"]["content"]) == ["application/json"]
-    assert list(feed["responses"]["429"]["content"]) == ["application/json"]
+    assert list(feed["responses"]["429"]["content"]) == ["application/json"]  # feature: ratelimit
     optional = document["paths"][f"{THINGS}/{{slug}}"]["get"]
     assert optional["security"] == [{}, {"TokenHeader": []}]  # anonymous reads are allowed
+    # feature: ratelimit
     items = document["paths"]["/api/v1/items"]["get"]  # feature: items
     assert list(items["responses"]["429"]["content"]) == [PROBLEM]  # feature: items
+    # end feature: ratelimit
 
 
 def test_create_app_without_the_surface_serves_none_of_it(settings: Settings) -> None:

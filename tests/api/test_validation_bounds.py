@@ -47,10 +47,14 @@ def flood() -> bytes:
     return b"{" + b",".join(b'"%05x":0' % index for index in range(UNKNOWN_KEYS)) + b"}"
 
 
+# feature: ratelimit
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     # The attack is made of several requests; the register limit is not what is tested here.
     return settings.model_copy(update={"rate_limit_register": "1000/minute"})
+
+
+# end feature: ratelimit
 
 
 @pytest.fixture

@@ -70,12 +70,14 @@ def contract_settings(database_url: str, redis_url: str) -> Settings:
         db_pool_min_size=1,
         db_pool_max_size=4,
         arq_queue_name=f"keel:contract:{xdist_worker()}",  # feature: worker
+        # feature: ratelimit
         # The fuzzer is one client sending thousands of requests: limits would turn the run into
         # a wall of 429s. The limiter itself is tested in tests/ratelimit.
         rate_limit_default="1000000/minute",
         rate_limit_login="1000000/minute",
         rate_limit_register="1000000/minute",
         rate_limit_refresh="1000000/minute",
+        # end feature: ratelimit
         # Nor may the per-account login backoff (keel.auth.throttle) close the accounts of the
         # schema's examples, which the fuzzer logs in to with wrong passwords again and again.
         login_free_failures=1_000_000,

@@ -286,10 +286,15 @@ def test_gunicorn_budget_defaults() -> None:
 
 def test_gunicorn_trusts_forwarded_headers_only_from_the_configured_proxies() -> None:
     assert gunicorn_settings()["forwarded_allow_ips"] == ""
+    own = gunicorn_settings(FORWARDED_ALLOW_IPS="10.0.0.0/8")
+    assert own["forwarded_allow_ips"] == "10.0.0.0/8"
+    # feature: ratelimit
+    # The rate limiter's proxies are uvicorn's too, unless FORWARDED_ALLOW_IPS says otherwise.
     trusted = gunicorn_settings(RATE_LIMIT_TRUSTED_PROXIES="10.0.0.0/8,192.0.2.7")
     assert trusted["forwarded_allow_ips"] == "10.0.0.0/8,192.0.2.7"
     own = gunicorn_settings(RATE_LIMIT_TRUSTED_PROXIES="10.0.0.0/8", FORWARDED_ALLOW_IPS="")
     assert own["forwarded_allow_ips"] == ""
+    # end feature: ratelimit
 
 
 def test_gunicorn_settings_follow_the_environment() -> None:

@@ -12,20 +12,23 @@ import json
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from scripts.new import __main__ as cli
 from scripts.new.answers import ANSWERS_FILE, read_answers_file, resolve
-from scripts.new.artifacts import without_operations, without_panels
+from scripts.new.artifacts import RATE_LIMIT_DESCRIPTION, without_operations, without_panels
 from scripts.new.features import FEATURES, missing_requirements
 from scripts.new.locks import LOCK_FILES, dependency_arrays, needs_lock
 from scripts.new.migrations import rechain_migrations
 from scripts.new.naming import ProjectName, rename
 from scripts.new.tree import strip_blocks
 
+from keel.ratelimit import too_many_requests_response
+
 ROOT = Path(__file__).resolve().parents[2]
 NAME = ProjectName.parse("acme-orders")
-MINIMAL = ["--no-items", "--no-webhooks", "--no-worker", "--no-tracing"]
+MINIMAL = ["--no-items", "--no-webhooks", "--no-worker", "--no-tracing", "--no-ratelimit"]
 
 
 @pytest.mark.parametrize(
@@ -100,8 +103,9 @@ def test_answers_come_from_flags_then_the_file_then_defaults(tmp_path: Path) -> 
     answers.write_text('name = "acme-orders"\n[features]\nwebhooks = false\nworker = false\n')
     chosen = resolve(None, {"items": None}, read_answers_file(answers), ask=None)
     assert chosen.name == "acme-orders"
-    assert chosen.enabled == {"items", "tracing"}
-    assert resolve(None, {"items": False}, read_answers_file(answers), None).enabled == {"tracing"}
+    assert chosen.enabled == {"items", "ratelimit", "tracing"}
+    not_items = resolve(None, {"items": False}, read_answers_file(answers), None)
+    assert not_items.enabled == {"ratelimit", "tracing"}
 
 
 def test_an_answers_file_with_an_unknown_key_is_refused(tmp_path: Path) -> None:
@@ -112,7 +116,7 @@ def test_an_answers_file_with_an_unknown_key_is_refused(tmp_path: Path) -> None:
 
 
 def test_prompts_ask_each_feature_in_a_terminal() -> None:
-    replies = iter(["acme-orders", "", "n", "n", "n"])
+    replies = iter(["acme-orders", "", "n", "n", "n", "n"])
     chosen = resolve(None, {}, {}, ask=lambda question: next(replies))
     assert chosen.enabled == {"items"}
 
@@ -149,6 +153,29 @@ def test_dashboard_panels_and_snapshot_operations_of_disabled_features_go() -> N
     assert not [path for path in document["paths"] if path.startswith("/api/v1/items")]
     assert "ItemRead" not in document["components"]["schemas"]
     assert "UserRead" in document["components"]["schemas"]
+
+
+def test_without_the_rate_limiter_only_the_routes_own_429s_stay_documented() -> None:
+    assert too_many_requests_response()["description"] == RATE_LIMIT_DESCRIPTION
+    snapshot = (ROOT / "tests/api/v1/openapi.snapshot.json").read_text()
+    everything = frozenset(feature.name for feature in FEATURES)
+    limited = json.loads(without_operations(snapshot, everything))
+    unlimited = json.loads(without_operations(snapshot, everything - {"ratelimit"}))
+
+    def answers_429(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        return {
+            f"{method} {path}": operation["responses"]["429"]
+            for path, operations in document["paths"].items()
+            for method, operation in operations.items()
+            if "429" in operation.get("responses", {})
+        }
+
+    assert len(answers_429(limited)) > 20
+    # Login and the password change answer 429 for the per-account backoff, limiter or not.
+    kept = answers_429(unlimited)
+    assert set(kept) == {"post /api/v1/auth/token", "post /api/v1/users/me/password"}
+    assert all(list(answer["headers"]) == ["Retry-After"] for answer in kept.values())
+    assert "RateLimit-Limit" in answers_429(limited)["post /api/v1/auth/token"]["headers"]
 
 
 @pytest.fixture(scope="module", params=[[], MINIMAL], ids=["everything", "minimal"])
@@ -217,6 +244,14 @@ def test_disabled_features_leave_nothing_of_theirs(generated: Path) -> None:
         assert mentions == []
         assert "jaeger" not in (generated / "docker-compose.yml").read_text()
         assert "4318" not in (generated / "k8s/base/networkpolicy.yaml").read_text()
+    if not features["ratelimit"]:
+        mentions = [
+            str(path.relative_to(generated))
+            for path in generated.rglob("*")
+            if path.is_file() and path.name not in {*LOCK_FILES, ANSWERS_FILE, "README.md"}
+            if re.search("ratelimit|rate_limit|slowapi", path.read_text(), re.IGNORECASE)
+        ]
+        assert mentions == []
 
 
 # What the prose of a project without the feature must not mention (settings, commands, routes).
@@ -224,6 +259,7 @@ PROSE_TELLS = {
     "items": ("GET /api/v1/items", "make domain"),
     "webhooks": ("WEBHOOK_", "/api/v1/webhooks", "webhook endpoint"),
     "worker": ("ARQ_QUEUE_NAME", "WORKER_METRICS_PORT", "acme-orders worker", "ARQ worker"),
+    "ratelimit": ("RATE_LIMIT_", "ratelimit", "slowapi", "rate limiter"),
 }
 
 
@@ -255,6 +291,7 @@ def test_the_dependencies_of_features_left_out_leave_pyproject(generated: Path) 
     assert (
         bool({name for name in names if name.startswith("opentelemetry")}) == (features["tracing"])
     )
+    assert ("slowapi" in names) == ("limits" in names) == features["ratelimit"]
 
 
 def test_lock_files_are_resolved_again_only_when_the_dependencies_change(tmp_path: Path) -> None:
@@ -264,6 +301,7 @@ def test_lock_files_are_resolved_again_only_when_the_dependencies_change(tmp_pat
         ("all", everything, False),
         ("no-items", everything - {"items"}, False),
         ("no-tracing", everything - {"tracing"}, True),
+        ("no-ratelimit", everything - {"ratelimit"}, True),
         ("no-worker", everything - {"webhooks", "worker"}, True),
     ):
         project = tmp_path / name

@@ -35,7 +35,7 @@ REQUIRED_PANELS = {
     "p50 latency by route",
     "p99 latency by route",
     "DB pool",
-    "Redis fallbacks (rate limiter)",
+    "Redis fallbacks (rate limiter)",  # feature: ratelimit
     "Queue depth",  # feature: worker
     "Job outcomes",  # feature: worker
     "Webhook deliveries",  # feature: webhooks
@@ -170,9 +170,11 @@ async def _api_exposition() -> str:
     metrics = app.state.metrics
     assert isinstance(metrics, Metrics)
     metrics.observe_request("GET", "/api/v1/items/{item_id}", 200, 0.01)
+    # feature: ratelimit
     limiter_metrics = app.state.limiter.metrics
     assert limiter_metrics is not None, "the limiter must count into the app's registry"
     limiter_metrics.limited.labels("/api/v1/items").inc()
+    # end feature: ratelimit
     return (await metrics.exposition(None)).decode()
 
 
@@ -256,7 +258,7 @@ def test_the_dashboard_queries_what_the_panels_promise() -> None:
         "http_requests_total",
         "http_request_duration_seconds_bucket",
         "db_pool_checked_out_connections",
-        "ratelimit_fallback_decisions_total",
+        "ratelimit_fallback_decisions_total",  # feature: ratelimit
         "keel_arq_queue_depth",  # feature: worker
         "keel_arq_jobs_total",  # feature: worker
         "keel_webhook_deliveries_total",  # feature: webhooks

@@ -139,8 +139,8 @@ class TokenAuthentication:
     `required`: the acting `Principal`, or a 401 problem. `optional`: the same user, or None
     when the request carries no credential at all (public reads that personalise); a credential
     that is present but invalid, expired or revoked is a 401, never silently anonymous. Both
-    bind the user for the access log (`bind_user_id`), and the rate limiter keys callers on the
-    same scheme's token (`keel.ratelimit.keys`), so all three see one caller.
+    bind the user for the access log (`bind_user_id`); the rate limiter keys callers on the
+    same scheme's token, so all of them see one caller.
 
     `security` is the OpenAPI security scheme the dependencies document (FastAPI's
     `OAuth2PasswordBearer` for `/api/v1`'s Authorize button, `APIKeyHeader` for a header such

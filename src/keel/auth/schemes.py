@@ -2,8 +2,8 @@
 
 `/api/v1` reads `Authorization: Bearer <token>`; another API surface may read
 `Authorization: Token <token>` or `X-API-Key: <token>`. The authentication dependencies
-(`keel.api.deps`) and the rate limiter's key (`keel.ratelimit.keys`) both read the token
-through the same `TokenScheme.token`, so a caller is the same user to both, whatever the scheme.
+(`keel.api.deps`) and whatever else keys on the caller (the rate limiter) read the token
+through the same `TokenScheme.token`, so a caller is the same user to all, whatever the scheme.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 `middleware_stack` is that list, outside in: each entry is one concern or one layer, and
 deleting the entry removes it. Above the list sits Starlette's ServerErrorMiddleware (last
-resort for a bug in a middleware); below it, the rate limiter (`keel.ratelimit`, installed by
-create_app before this).
+resort for a bug in a middleware); below it, only what create_app installs before this (the
+rate limiter).
 
 Consecutive concerns (`keel.middleware.composed.Concern`: they only watch requests and add
 response headers) run in ONE layer, `ComposedMiddleware`, in the order separate layers would

@@ -82,7 +82,17 @@ def _document_429(app: FastAPI, routes: RouteTable) -> None:
                 if method not in _METHODS:
                     continue
                 if routes.plan_for_template(method.upper(), template) is not None:
-                    operation.setdefault("responses", {}).setdefault("429", too_many)
+                    _add_429(operation.setdefault("responses", {}), too_many)
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _add_429(responses: dict[str, Any], too_many: dict[str, Any]) -> None:
+    """The limiter's 429, or its headers added to the route's own 429 (the login's, for one),
+    whose description says more."""
+    declared = responses.get("429")
+    if declared is None:
+        responses["429"] = too_many
+    else:
+        declared["headers"] = {**too_many["headers"], **declared.get("headers", {})}

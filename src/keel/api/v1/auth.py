@@ -12,7 +12,7 @@ from keel.api.v1.openapi import problems
 from keel.auth import service as auth_service
 from keel.auth.service import IssuedTokens
 from keel.kit.schemas import NO_NUL, PasswordForm
-from keel.ratelimit import limit
+from keel.ratelimit import limit  # feature: ratelimit
 from keel.users import service as users_service
 from keel.users.schemas import UserCreate, UserRead
 
@@ -67,7 +67,7 @@ class RefreshRequest(BaseModel):
     summary="Register an account",
     responses=problems(400, 413, 409, 422),
 )
-@limit(lambda settings: settings.rate_limit_register, by_ip=True)
+@limit(lambda settings: settings.rate_limit_register, by_ip=True)  # feature: ratelimit
 async def register(body: UserCreate, db: Db, settings: AppSettings) -> UserRead:
     """Create an account. The password policy's rules come back as one 422 naming each rule."""
     return UserRead.model_validate(await users_service.register(db, settings, body))
@@ -77,7 +77,8 @@ async def register(body: UserCreate, db: Db, settings: AppSettings) -> UserRead:
     "/token",
     operation_id="login",
     summary="Log in (OAuth2 password flow)",
-    responses=problems(401, 413, 422),
+    # 429: the account's logins are closed after repeated failures (keel.auth.throttle).
+    responses=problems(401, 413, 422, 429),
     openapi_extra={
         "requestBody": {
             "content": {
@@ -88,7 +89,7 @@ async def register(body: UserCreate, db: Db, settings: AppSettings) -> UserRead:
         }
     },
 )
-@limit(lambda settings: settings.rate_limit_login, by_ip=True)
+@limit(lambda settings: settings.rate_limit_login, by_ip=True)  # feature: ratelimit
 async def login(
     form: Annotated[PasswordForm, Form()],
     db: Db,
@@ -107,7 +108,7 @@ async def login(
     summary="Rotate the refresh token",
     responses=problems(400, 413, 401, 422),
 )
-@limit(lambda settings: settings.rate_limit_refresh, by_ip=True)
+@limit(lambda settings: settings.rate_limit_refresh, by_ip=True)  # feature: ratelimit
 async def refresh(
     body: RefreshRequest, database: DatabaseDep, redis: RedisDep, settings: AppSettings
 ) -> TokenResponse:

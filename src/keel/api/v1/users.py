@@ -9,7 +9,7 @@ from fastapi import APIRouter, status
 from keel.api.deps import AdminUser, AppSettings, CurrentUser, Db, PageQuery, ReadDb, RedisDep
 from keel.api.v1.openapi import problems
 from keel.kit.pagination import Page
-from keel.ratelimit import limit
+from keel.ratelimit import limit  # feature: ratelimit
 from keel.users import service as users_service
 from keel.users.schemas import PasswordChange, UserRead, UserUpdate
 
@@ -28,8 +28,10 @@ async def get_me(user: CurrentUser, db: ReadDb) -> UserRead:
     summary="Update my account",
     responses=problems(400, 413, 401, 404, 409, 422),
 )
+# feature: ratelimit
 # As strict as login, per IP whatever token is sent: a 409 tells whether an email is taken.
 @limit(lambda settings: settings.rate_limit_login, by_ip=True)
+# end feature: ratelimit
 async def update_me(body: UserUpdate, user: CurrentUser, db: Db) -> UserRead:
     """Change `email` and/or `full_name`; an email in use by another account is a 409."""
     return await users_service.update_me(db, user, body)
@@ -40,10 +42,13 @@ async def update_me(body: UserUpdate, user: CurrentUser, db: Db) -> UserRead:
     status_code=status.HTTP_204_NO_CONTENT,
     operation_id="change_password",
     summary="Change my password",
-    responses=problems(400, 413, 401, 404, 422),
+    # 429: a wrong current password counts as a failed login (keel.auth.throttle).
+    responses=problems(400, 413, 401, 404, 422, 429),
 )
+# feature: ratelimit
 # As strict as login, per IP whatever token is sent: a wrong current password is a guess.
 @limit(lambda settings: settings.rate_limit_login, by_ip=True)
+# end feature: ratelimit
 async def change_password(
     body: PasswordChange, user: CurrentUser, db: Db, redis: RedisDep, settings: AppSettings
 ) -> None:
