@@ -245,6 +245,48 @@ def test_the_docs_describe_no_disabled_feature(generated: Path) -> None:
     assert found == []
 
 
+# What the code of a project without the feature must not mention: its docstrings and comments
+# (and names) in src/ and tests/. Patterns, as "worker" alone is also gunicorn's and xdist's.
+CODE_TELLS = {
+    "items": (
+        r"/api/v1/items",
+        r"\bItem(?:Read|Create|Update|Page)\b",
+        r"\bITEM_[A-Z]+",
+        r"\bacme_orders\.items\b",
+        r"\btests/items\b",
+        r"\bitem\.(?:created|deleted|updated)\b",
+    ),
+    "webhooks": (r"(?i)webhook", r"(?i)\boutbox\b"),
+    "worker": (
+        r"(?i)\barq",
+        r"(?i)\benqueue",
+        r"\bjobs API\b",
+        r"\bAPI (?:and|or) (?:the |a )?worker\b",
+        r"\b(?:as for|and) (?:the|a) worker\b",
+        r"\bworker start-up\b",
+        r"\bhousekeeping\b",
+        r"\bJobMetrics\b",
+    ),
+    "tracing": (r"OpenTelemetry", r"(?i)jaeger", r"\bOTLP\b", r"\bspans?\b", r"\btrace ids?\b"),
+}
+
+
+def test_the_code_describes_no_disabled_feature(generated: Path) -> None:
+    features = read_answers_file(generated / ANSWERS_FILE)["features"]
+    assert isinstance(features, dict)
+    found = [
+        f"{path.relative_to(generated)}:{number}: {tell!r} ({name} is off)"
+        for base in ("src", "tests")
+        for path in sorted((generated / base).rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        for name, tells in CODE_TELLS.items()
+        if not features[name]
+        for tell in tells
+        if re.search(tell, line)
+    ]
+    assert found == []
+
+
 def test_the_dependencies_of_features_left_out_leave_pyproject(generated: Path) -> None:
     features = read_answers_file(generated / ANSWERS_FILE)["features"]
     assert isinstance(features, dict)
