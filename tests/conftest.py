@@ -184,7 +184,7 @@ async def observer(database_url: str) -> AsyncIterator[asyncpg.Connection]:
         await connection.close()
 
 
-# --- Auth and domain (tests/auth, tests/users, tests/items, tests/api/v1) ---
+# --- Auth and domains (tests/auth, tests/users, each domain's tests, tests/api/v1) ---
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 Read from the source with `ast` (nothing is imported), every import counts: at module level,
 inside functions and under `TYPE_CHECKING`. A package here is a first-level subpackage of
-`keel` (`keel.items`, `keel.db` ...); a module directly in `keel` (`keel.settings`) stands for
+`keel` (`keel.auth`, `keel.db` ...); a module directly in `keel` (`keel.settings`) stands for
 itself.
 """
 
@@ -82,7 +82,7 @@ def cycles(graph: Mapping[str, set[str]]) -> list[list[str]]:
 
 
 def unit(module: str) -> str:
-    """`keel.items.service` -> `keel.items`; `keel.settings` -> itself."""
+    """`keel.auth.service` -> `keel.auth`; `keel.settings` -> itself."""
     return ".".join(module.split(".")[:2])
 
 

@@ -1,5 +1,5 @@
-"""`make dev` (`python -m keel_dev`) from a fresh folder: embedded servers, migrations, API and
-worker, clean shutdown."""
+"""`make dev` (`python -m keel_dev`) from a fresh folder: embedded servers, migrations, the
+service's processes, clean shutdown."""
 
 from __future__ import annotations
 

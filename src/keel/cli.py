@@ -35,9 +35,9 @@ def load_settings_or_exit() -> Settings:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    # One process, as for the worker: metrics in memory. The image sets PROMETHEUS_MULTIPROC_DIR
-    # for gunicorn, which creates that directory; uvicorn alone does not, and prometheus-client
-    # switches to multiprocess files whenever the variable exists, even empty.
+    # One process: metrics in memory. The image sets PROMETHEUS_MULTIPROC_DIR for gunicorn,
+    # which creates that directory; uvicorn alone does not, and prometheus-client switches to
+    # multiprocess files whenever the variable exists, even empty.
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     load_settings_or_exit()
     uvicorn.run(

@@ -1,7 +1,7 @@
 """The one error type of the service layer; rendered as RFC 9457 problem+json at the edge.
 
 Services, repositories and jobs raise these; they know nothing of HTTP beyond a status code,
-so the same service function works from an ARQ job.
+so the same service function works outside a request too (a command, a background job).
 """
 
 from __future__ import annotations

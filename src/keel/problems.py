@@ -36,8 +36,8 @@ class Problem(BaseModel):
                     "type": "/problems/not-found",
                     "title": "Not Found",
                     "status": 404,
-                    "detail": "Item not found.",
-                    "instance": "/api/v1/items/0b9e2a52-5f1e-4bb4-9a47-7c1f3f0d2c11",
+                    "detail": "The account no longer exists.",
+                    "instance": "/api/v1/users/me",
                     "request_id": "4f3c2b1a0e9d8c7b6a5f4e3d2c1b0a99",
                 }
             ]

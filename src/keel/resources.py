@@ -1,4 +1,4 @@
-"""Factories for every long-lived client, shared by the API lifespan and the worker start-up.
+"""Factories for every long-lived client, shared by the API lifespan and any other process's start.
 
 Nothing here runs at import time. `open_resources` opens them in order and closes them in reverse,
 and none of them needs its server to be up at start: they connect on first use, so a restart of

@@ -1,5 +1,5 @@
 """`make dev` (`python -m keel_dev`): real PostgreSQL and Redis (yours, or embedded ones),
-migrations, the API with reload and a worker.
+migrations, then the service's processes (the API with reload).
 
 Embedded servers keep their data in `.keel/` (git-ignored), so dev data survives restarts.
 Ctrl-C or SIGTERM stops every process this started; nothing is left behind.

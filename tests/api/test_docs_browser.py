@@ -3,7 +3,7 @@ driven by Playwright against the real app under uvicorn on 127.0.0.1.
 
 Every request the pages make is recorded and must go to the app; any other is aborted, as it
 would fail on a machine without internet. Console errors, uncaught page errors and CSP
-violations fail the test. Swagger UI: Authorize (password flow) -> POST an item -> GET it.
+violations fail the test.
 """
 
 from __future__ import annotations
@@ -171,6 +171,7 @@ def page(chromium: str, served: str) -> Iterator[tuple[Page, Watched]]:
 
 
 # feature: items
+# Swagger UI driven as a user would: Authorize (password flow) -> POST an item -> GET it.
 @pytest.fixture
 def account(served: str, database_url: str) -> Iterator[tuple[str, str]]:
     """(email, password) of a user registered through the API. The served app commits, so the

@@ -3,8 +3,8 @@
 For each operation whose 2xx response declares `links` (a create), its documented request
 example is sent; then each linked operation is called on the resource it made, reads first,
 writes next, deletes last, each with its own documented example body. Any answer but a 2xx is a
-failure. A create whose example the service refuses for a reason JSON Schema cannot state (a
-webhook URL that does not resolve in the tests) starts no walk; that is reported, not failed.
+failure. A create whose example the service refuses for a reason JSON Schema cannot state (say,
+a URL that does not resolve in the tests) starts no walk; that is reported, not failed.
 """
 
 from __future__ import annotations

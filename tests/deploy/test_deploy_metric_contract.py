@@ -1,4 +1,4 @@
-"""The alert and recording rules only name series the API or the worker really emit.
+"""The alert and recording rules only name series the service's processes really emit.
 
 A rule over a metric nobody exports never fires: the DB-pool alert once watched
 `keel_db_pool_*` names while the app exported `db_pool_*`.

@@ -1,1 +1,1 @@
-"""Test harness: lifespan driver, transaction-bound database, worker and server helpers."""
+"""Test harness: lifespan driver, transaction-bound database, process and server helpers."""

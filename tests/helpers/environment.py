@@ -1,4 +1,4 @@
-"""The environment that makes another process (a server, a worker, the CLI) read the test's
+"""The environment that makes another process (a server, the CLI) read the test's
 settings."""
 
 from __future__ import annotations

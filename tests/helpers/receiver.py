@@ -97,8 +97,11 @@ class Receiver:
                     await self._changed.wait()
         return self.requests
 
+    # feature: webhooks
     def unique_ids(self) -> set[str]:
         return {request.headers["webhook-id"] for request in self.requests}
+
+    # end feature: webhooks
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

@@ -24,8 +24,11 @@ async def test_list_sends_one_statement_whatever_the_page_size(
     assert small == large == 1
 
 
-# Writes also record their webhook events in the outbox (keel.webhooks.events), in the same
-# transaction: a fixed number of statements whatever the data, still no loop per row.
+# Writes also record their domain events (keel.kit.events) in the same transaction: a fixed
+# number of statements whatever the data, still no loop per row.
+# feature: webhooks
+# (The webhooks subscriber writes them to the outbox: keel.webhooks.events.)
+# end feature: webhooks
 WRITE_BUDGET = 3
 
 

@@ -14,7 +14,7 @@ from keel.kit import events
 
 @pytest.fixture(autouse=True)
 def registry(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Types registered here are gone after the test (the webhooks API lists the registry)."""
+    """Types registered here are gone after the test (the registry is global, one per process)."""
     monkeypatch.setattr(events, "_types", dict(events._types))
     events.register("note.pinned", "note.unpinned")
 

@@ -178,7 +178,13 @@ def test_without_the_rate_limiter_only_the_routes_own_429s_stay_documented() -> 
     assert "RateLimit-Limit" in answers_429(limited)["post /api/v1/auth/token"]["headers"]
 
 
-@pytest.fixture(scope="module", params=[[], MINIMAL], ids=["everything", "minimal"])
+# The shapes a project can take today (tracing and rate limiting aside): everything, the example
+# domain without webhooks and the worker (their blocks inside the domain's own files go), minimal.
+@pytest.fixture(
+    scope="module",
+    params=[[], ["--no-webhooks", "--no-worker"], MINIMAL],
+    ids=["everything", "no-worker", "minimal"],
+)
 def generated(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("generated") / "acme-orders"
     argv = ["acme-orders", "--output", str(target), "--no-input", "--no-git", "--no-format"]
@@ -277,6 +283,48 @@ def test_the_docs_describe_no_disabled_feature(generated: Path) -> None:
         for where, text in texts.items()
         for tell in tells
         if tell in text
+    ]
+    assert found == []
+
+
+# What the code of a project without the feature must not mention: its docstrings and comments
+# (and names) in src/ and tests/. Patterns, as "worker" alone is also gunicorn's and xdist's.
+CODE_TELLS = {
+    "items": (
+        r"/api/v1/items",
+        r"\bItem(?:Read|Create|Update|Page)\b",
+        r"\bITEM_[A-Z]+",
+        r"\bacme_orders\.items\b",
+        r"\btests/items\b",
+        r"\bitem\.(?:created|deleted|updated)\b",
+    ),
+    "webhooks": (r"(?i)webhook", r"(?i)\boutbox\b"),
+    "worker": (
+        r"(?i)\barq",
+        r"(?i)\benqueue",
+        r"\bjobs API\b",
+        r"\bAPI (?:and|or) (?:the |a )?worker\b",
+        r"\b(?:as for|and) (?:the|a) worker\b",
+        r"\bworker start-up\b",
+        r"\bhousekeeping\b",
+        r"\bJobMetrics\b",
+    ),
+    "tracing": (r"OpenTelemetry", r"(?i)jaeger", r"\bOTLP\b", r"\bspans?\b", r"\btrace ids?\b"),
+}
+
+
+def test_the_code_describes_no_disabled_feature(generated: Path) -> None:
+    features = read_answers_file(generated / ANSWERS_FILE)["features"]
+    assert isinstance(features, dict)
+    found = [
+        f"{path.relative_to(generated)}:{number}: {tell!r} ({name} is off)"
+        for base in ("src", "tests")
+        for path in sorted((generated / base).rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        for name, tells in CODE_TELLS.items()
+        if not features[name]
+        for tell in tells
+        if re.search(tell, line)
     ]
     assert found == []
 

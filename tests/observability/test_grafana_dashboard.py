@@ -3,8 +3,8 @@ and keeps the shape Grafana provisions.
 
 A panel over a metric nobody exports stays empty without any error, in Grafana and in
 Prometheus alike, so the names are checked here: every metric name in every panel's PromQL
-must be among the sample names of a scrape of the API (`Metrics.exposition`) or of the worker
-(`JobMetrics.exposition`), with prometheus-client's suffixes (`_total`, `_bucket`, ...).
+must be among the sample names of a scrape of one of the service's processes (the API's:
+`Metrics.exposition`), with prometheus-client's suffixes (`_total`, `_bucket`, ...).
 """
 
 from __future__ import annotations
@@ -163,17 +163,19 @@ def sample_names(text: str) -> dict[str, set[str]]:
 
 async def _api_exposition() -> str:
     """A scrape of the API as create_app builds it (its Metrics and the limiter's counters).
-    A labelled metric has no sample until a child exists: one of each is counted first.
-    (`arq_queue_depth`, sampled from Redis at a scrape, is left out: the dashboard reads the
-    worker's `keel_arq_queue_depth`.)"""
+    A labelled metric has no sample until a child exists: one of each is counted first."""
+    # feature: worker
+    # `arq_queue_depth`, sampled from Redis at a scrape, is left out: the dashboard reads the
+    # worker's `keel_arq_queue_depth`.
+    # end feature: worker
     app = create_app(Settings(_env_file=None, environment=Environment.TEST))
     metrics = app.state.metrics
     assert isinstance(metrics, Metrics)
-    metrics.observe_request("GET", "/api/v1/items/{item_id}", 200, 0.01)
+    metrics.observe_request("GET", "/api/v1/users/me", 200, 0.01)
     # feature: ratelimit
     limiter_metrics = app.state.limiter.metrics
     assert limiter_metrics is not None, "the limiter must count into the app's registry"
-    limiter_metrics.limited.labels("/api/v1/items").inc()
+    limiter_metrics.limited.labels("/api/v1/users/me").inc()
     # end feature: ratelimit
     return (await metrics.exposition(None)).decode()
 

@@ -1,7 +1,8 @@
 """Authentication rules: login, refresh-token rotation, logout, and checking an access token.
 
 Services take the connection, Redis, settings and the acting user explicitly, so the same
-functions work from an ARQ job. They raise `AppError`s; they know nothing of HTTP.
+functions work outside a request too (a command, a background job). They raise `AppError`s;
+they know nothing of HTTP.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The asyncpg pool: created in the lifespan (or worker start-up), sized to the concurrency."""
+"""The asyncpg pool: created as a process starts (the API's lifespan), sized to the concurrency."""
 
 from __future__ import annotations
 

@@ -77,7 +77,7 @@ async def _why_missed(db: Writer, actor: Principal, item_id: uuid.UUID) -> AppEr
 
 async def _changed(db: Writer, cache: Cache, event_type: str, item: ItemRead) -> None:
     """After every write: the owner's statistics are stale, and subscribers hear of it (in
-    this transaction, so a webhook goes out only if the write commits)."""
+    this transaction, so what they write stays only if the write commits)."""
     await cache.invalidate(stats_cache_key(item.owner_id))
     await events.record(db, event_type, owner_id=item.owner_id, data=item)
 

@@ -1,16 +1,15 @@
 """Domain events: what changed, recorded in the same transaction as the change.
 
-A domain registers the types of events it records, once, and records each change:
+A domain registers the types of events it records, once, and records each change (here a
+`tasks` domain):
 
-    ITEM_CREATED, ITEM_DELETED = events.register("item.created", "item.deleted")
+    TASK_CREATED, TASK_DELETED = events.register("task.created", "task.deleted")
     ...
-    await events.record(db, ITEM_CREATED, owner_id=owner, data=ItemRead.model_validate(item))
+    await events.record(db, TASK_CREATED, owner_id=owner, data=TaskRead.model_validate(task))
 
 `record` hands the event to every subscriber inside the caller's transaction, so whatever a
-subscriber writes (a webhook delivery row, an outbox entry) exists if and only if the change
-commits. Subscribers know event types, never domains: `keel.webhooks` subscribes when it is
-imported (the API and the worker both import it) and delivers each event to the owner's
-endpoints that asked for its type; the webhooks API offers exactly the registered types.
+subscriber writes exists if and only if the change commits. Subscribers know event types, never
+domains.
 """
 
 from __future__ import annotations
@@ -36,7 +35,12 @@ class Event:
 
 Subscriber = Callable[[Writer, Event], Awaitable[None]]
 
-_types: dict[str, None] = {}  # registration order, for the API's list of event types
+_types: dict[str, None] = {}  # in registration order, as `registered()` lists them
+# feature: webhooks
+# `keel.webhooks` subscribes when it is imported (the API and the worker both import it): each
+# event becomes a delivery row (its outbox) for the owner's endpoints that asked for its type,
+# and the webhooks API offers exactly the registered types.
+# end feature: webhooks
 _subscribers: list[Subscriber] = []
 
 
@@ -45,7 +49,7 @@ def register(*types: str) -> tuple[str, ...]:
     for name in types:
         resource, dot, happened = name.partition(".")
         if not (resource and dot and happened):
-            raise ValueError(f"event types look like 'item.created', not {name!r}")
+            raise ValueError(f"event types look like 'task.created', not {name!r}")
         _types.setdefault(name, None)
     return types
 

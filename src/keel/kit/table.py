@@ -1,9 +1,9 @@
 """SQL for one table, derived from the model of its rows, run on asyncpg.
 
-    items = Table("items", ItemRead, on_insert=TIMESTAMPS, on_update={**TOUCH, **NEXT_VERSION})
-    await items.insert(db, {"owner_id": owner, "title": "milk"})
-    await items.fetch_one(db, "id = $1 AND owner_id = $2", item_id, owner)
-    await items.update(db, {"done": True}, "id = $1", item_id)
+    tasks = Table("tasks", TaskRead, on_insert=TIMESTAMPS, on_update={**TOUCH, **NEXT_VERSION})
+    await tasks.insert(db, {"owner_id": owner, "title": "milk"})
+    await tasks.fetch_one(db, "id = $1 AND owner_id = $2", task_id, owner)
+    await tasks.update(db, {"done": True}, "id = $1", task_id)
 
 The row model is a pydantic model or a dataclass. Its fields, in order, are the columns every
 statement reads (`SELECT`, `RETURNING`), so the column list is written once and each row comes

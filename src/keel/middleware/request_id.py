@@ -4,8 +4,8 @@ The outermost of Keel's concerns (`install_middleware`), so every response below
 500, CORS preflight) carries the id and every log line of the request has it. For the duration
 of the request the id is in `scope["state"]["request_id"]` (read by the problem documents and
 the access log) and in `keel.observability.context.request_id_var` (every log line, through the
-logging processor `add_request_context`; outbound httpx calls; enqueued jobs). Both are cleared
-when the request ends, and so is the user id `bind_user_id` may have set.
+logging processor `add_request_context`, and what hands it on: `keel.observability.context`).
+Both are cleared when the request ends, and so is the user id `bind_user_id` may have set.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """Per-request context that outlives the middleware: the request id and the acting user.
 
 The request id lives in one `ContextVar`, `request_id_var`, read by what hands it on (the
-outbound httpx hook, the jobs a request enqueues) and by the logging processor
-`keel.observability.logging.add_request_context`, which puts it on every log line written while
-it is set. The middleware sets it when a request
+outbound httpx hook) and by the logging processor `keel.observability.logging.add_request_context`,
+which puts it on every log line written while it is set. The middleware sets it when a request
 starts and resets it when the request ends. The acting user is the same: `user_id_var`, set by
 `bind_user_id`, cleared by the middleware. (Binding them into structlog's own contextvars per
 request cost more than the rest of the request id's work together: measured in docs/edge.md.)
@@ -21,6 +20,9 @@ REQUEST_ID_HEADER = "X-Request-ID"
 # nothing a log parser or a header splitter would trip on). Anything else is replaced.
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
+# feature: worker
+# The jobs a request enqueues carry its id too: `keel.jobs.context`.
+# end feature: worker
 request_id_var: ContextVar[str | None] = ContextVar("keel_request_id", default=None)
 user_id_var: ContextVar[str | None] = ContextVar("keel_user_id", default=None)
 

@@ -1,7 +1,7 @@
-"""structlog, configured once per process for the API and the worker.
+"""structlog, configured once per process: every process of the service logs the same way.
 
 JSON lines in production, a readable console renderer in development. Standard-library loggers
-(uvicorn, gunicorn, arq, asyncpg, httpx, sqlalchemy) are routed through the same processors, so a
+(uvicorn, gunicorn, asyncpg, httpx, sqlalchemy, ...) are routed through the same processors, so a
 line from uvicorn and a line from Keel carry the same fields (request_id, timestamp, ...).
 """
 
@@ -58,8 +58,11 @@ def add_trace_context(
 
 # end feature: tracing
 
-# What every line gets from the context it is written in: structlog's contextvars (the worker
-# binds job_id), the request's id and user. Also used by the tests' log captures.
+# What every line gets from the context it is written in: structlog's contextvars, the
+# request's id and user. Also used by the tests' log captures.
+# feature: worker
+# (The worker binds each job's job_id in structlog's contextvars.)
+# end feature: worker
 CONTEXT_PROCESSORS: tuple[structlog.types.Processor, ...] = (
     structlog.contextvars.merge_contextvars,
     add_request_context,
@@ -186,7 +189,7 @@ def _console_output() -> _Output:
 def configure_logging(settings: Settings, *, force: bool = False) -> None:
     """Configure structlog and the stdlib root logger; a no-op when already configured alike.
 
-    API and worker both call it at start; calling it again with the same output settings (the
+    Each process calls it at start; calling it again with the same output settings (the
     tests build many apps) changes nothing.
     """
     global _configured
@@ -232,7 +235,7 @@ def _stdlib_formatter(text_renderer: structlog.types.Processor) -> logging.Forma
 
 
 def json_formatter() -> logging.Formatter:
-    """A stdlib formatter writing the JSON lines the API and the worker write, for processes
+    """A stdlib formatter writing the same JSON lines as `configure_logging`, for processes
     that never load Keel's settings (gunicorn's master: `keel.gunicorn_logging`)."""
     return _stdlib_formatter(_json_output().text_renderer)
 

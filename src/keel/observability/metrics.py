@@ -9,8 +9,9 @@ any worker merges the files of all of them (`MultiProcessCollector`), and gunico
 hook marks dead workers so their live gauges drop out. Process metrics are per process there, so
 each worker publishes its own as gauges with a `pid` label.
 
-Labels stay low-cardinality: `route` is the route template (`/api/v1/items/{item_id}`), every
-unmatched path shares `unmatched`, and unknown HTTP methods share `other`.
+Labels stay low-cardinality: `route` is the route template
+(`/api/v1/admin/users/{user_id}/deactivate`), every unmatched path shares `unmatched`, and
+unknown HTTP methods share `other`.
 
 The request path never calls prometheus-client: `observe_request` and `in_progress` count in
 plain ints and floats (prometheus-client takes a lock on every increment: measured, its five
@@ -245,7 +246,7 @@ class Metrics:
                     self.process_open_fds.set(value)
 
     async def exposition(self, resources: Sampled | None) -> bytes:
-        """The text exposition for a scrape: every worker's metrics plus the ARQ queue depth.
+        """The text exposition for a scrape: every worker's metrics plus what is sampled for it.
 
         This process's counts are flushed first: for a single process by the registry's first
         collector as it is read; with several workers the merge reads the files, so here."""

@@ -1,9 +1,9 @@
 """The published API does not change by accident: every operation and schema of the committed
 snapshot (`openapi.snapshot.json`) is still in the document, exactly.
 
-What a new domain adds passes: its operations and schemas, and its values in an enum (the
-webhook event types). An operation or schema that changed fails. When a change is intended,
-regenerate the snapshot and review its diff:
+What a new domain adds passes: its operations and schemas, and its values in an enum (such as
+the event types it registers, where the API lists them). An operation or schema that changed
+fails. When a change is intended, regenerate the snapshot and review its diff:
 
     .venv/bin/python -m tests.api.v1.test_openapi_snapshot
 """
