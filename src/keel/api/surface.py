@@ -33,7 +33,7 @@ ERROR_DESCRIPTIONS = {
     412: "If-Match does not match the current ETag",
     413: "The request body is larger than MAX_BODY_SIZE",
     422: f"Validation failed: `errors` lists the first {MAX_ERRORS}, `error_count` says how many",
-    429: "Too many failed logins for this account; retry after Retry-After",
+    429: "Too many attempts; retry after Retry-After",
     500: "An unexpected error; nothing about it is disclosed",
     503: "A dependency (PostgreSQL, Redis) is unavailable; retry after Retry-After",
 }
