@@ -212,12 +212,12 @@ def test_disabled_features_leave_nothing_of_theirs(generated: Path) -> None:
     if features["worker"] and not features["webhooks"]:
         # The worker's code, tests and docs, but for the jobs API's OpenAPI example: it is the
         # snapshot's, the same in every project.
-        owned = [
+        tops = [
             generated / rename(path, NAME)
             for path in BY_NAME["worker"].paths
             if path != "src/keel/api/v1/jobs.py"
         ]
-        files = [path for top in owned for path in (top.rglob("*") if top.is_dir() else [top])]
+        files = [path for top in tops for path in (top.rglob("*") if top.is_dir() else [top])]
         mentions = [
             f"{path.relative_to(generated)}: {line.strip()}"
             for path in files
