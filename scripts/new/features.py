@@ -83,7 +83,6 @@ FEATURES: tuple[Feature, ...] = (
             "src/keel/api/v1/webhooks.py",
             "migrations/versions/0003_webhooks.py",
             "tests/webhooks/",
-            "docs/jobs.md",
         ),
         requires=("items", "worker"),
         metrics=("keel_webhook_",),
@@ -106,9 +105,8 @@ FEATURES: tuple[Feature, ...] = (
             "tests/worker/",
             "tests/test_worker.py",
             "tests/helpers/worker.py",
+            "docs/jobs.md",
         ),
-        # The worker's jobs are the webhook deliveries and the purge of their rows (for now).
-        requires=("webhooks",),
         metrics=("keel_arq_",),
         api_paths=("/api/v1/jobs",),
     ),

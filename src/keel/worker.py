@@ -27,16 +27,24 @@ from keel.jobs.metrics import JobMetrics, MetricsServer
 from keel.observability.logging import configure_logging
 from keel.resources import open_resources, redis_retry
 from keel.settings import Settings
-from keel.webhooks.outbox import OutboxRelay
-from keel.webhooks.tasks import deliver_webhook, relay_outbox
+from keel.webhooks import tasks as webhook_tasks  # feature: webhooks
+from keel.webhooks.outbox import OutboxRelay  # feature: webhooks
 
 log = structlog.get_logger(__name__)
 
-FUNCTIONS: list[Callable[..., Awaitable[Any]]] = [database_clock, deliver_webhook]
-# (job, schedule): the relay's safety net every minute, housekeeping daily at 03:17 (local time).
+FUNCTIONS: list[Callable[..., Awaitable[Any]]] = [
+    database_clock,
+    webhook_tasks.deliver_webhook,  # feature: webhooks
+]
+# The purges run daily at 03:17 (local time), a quiet hour for most services.
+DAILY: dict[str, Any] = {"hour": {3}, "minute": {17}, "second": {0}}
+# (job, schedule)
 CRON_JOBS: list[tuple[Callable[..., Awaitable[Any]], dict[str, Any]]] = [
-    (relay_outbox, {"second": {41}}),
-    (purge_expired_records, {"hour": {3}, "minute": {17}, "second": {0}}),
+    (purge_expired_records, DAILY),
+    # feature: webhooks
+    (webhook_tasks.purge_finished_deliveries, DAILY),
+    (webhook_tasks.relay_outbox, {"second": {41}}),  # the relay's safety net, every minute
+    # end feature: webhooks
 ]
 # `keel worker --check` answers within this budget, whatever state Redis is in.
 CHECK_TIMEOUT_SECONDS = 8.0
@@ -100,9 +108,11 @@ def _on_startup(settings: Settings, metrics: JobMetrics) -> Any:
                 log.error("worker metrics server did not start", error=repr(error))
             else:
                 stack.push_async_callback(server.stop)
+        # feature: webhooks
         relay = OutboxRelay(resources)
         relay.start()
         stack.push_async_callback(relay.stop)
+        # end feature: webhooks
         # Last, as in the API's lifespan: the start-up heap is complete (keel.gc_tuning).
         stack.enter_context(
             tuned_collector(freeze=settings.gc_freeze, young_threshold=settings.gc_young_threshold)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 from scripts.new import __main__ as cli
 from scripts.new.answers import ANSWERS_FILE, read_answers_file, resolve
 from scripts.new.artifacts import RATE_LIMIT_DESCRIPTION, without_operations, without_panels
-from scripts.new.features import FEATURES, missing_requirements
+from scripts.new.features import BY_NAME, FEATURES, missing_requirements
 from scripts.new.locks import LOCK_FILES, dependency_arrays, needs_lock
 from scripts.new.migrations import rechain_migrations
 from scripts.new.naming import ProjectName, rename
@@ -29,6 +30,8 @@ from keel.ratelimit import too_many_requests_response
 ROOT = Path(__file__).resolve().parents[2]
 NAME = ProjectName.parse("acme-orders")
 MINIMAL = ["--no-items", "--no-webhooks", "--no-worker", "--no-tracing", "--no-ratelimit"]
+# The worker with only its housekeeping jobs; its dependencies are the template's.
+WORKER_ALONE = ["--no-items", "--no-webhooks"]
 
 
 @pytest.mark.parametrize(
@@ -127,6 +130,7 @@ def test_contradicting_features_are_refused() -> None:
     ]
     with pytest.raises(ValueError, match="webhooks needs worker"):
         resolve("acme", {"worker": False}, {}, None)
+    assert missing_requirements(frozenset({"worker"})) == []
 
 
 def test_migrations_are_chained_again_after_one_is_removed(tmp_path: Path) -> None:
@@ -178,12 +182,13 @@ def test_without_the_rate_limiter_only_the_routes_own_429s_stay_documented() -> 
     assert "RateLimit-Limit" in answers_429(limited)["post /api/v1/auth/token"]["headers"]
 
 
-# The shapes a project can take today (tracing and rate limiting aside): everything, the example
-# domain without webhooks and the worker (their blocks inside the domain's own files go), minimal.
+# The shapes a project can take today (tracing aside): everything, the example domain without
+# webhooks and the worker (their blocks inside the domain's own files go), the worker alone,
+# minimal (no rate limiter either).
 @pytest.fixture(
     scope="module",
-    params=[[], ["--no-webhooks", "--no-worker"], MINIMAL],
-    ids=["everything", "no-worker", "minimal"],
+    params=[[], ["--no-webhooks", "--no-worker"], WORKER_ALONE, MINIMAL],
+    ids=["everything", "no-worker", "worker-alone", "minimal"],
 )
 def generated(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("generated") / "acme-orders"
@@ -234,6 +239,18 @@ def test_disabled_features_leave_nothing_of_theirs(generated: Path) -> None:
         owned = [rename(path, NAME) for path in feature.paths]
         present = [path for path in owned if (generated / path).exists()]
         assert present == ([] if not features[feature.name] else present), feature.name
+    if features["worker"] and not features["webhooks"]:
+        # The worker's code, tests and docs.
+        tops = [generated / rename(path, NAME) for path in BY_NAME["worker"].paths]
+        files = [path for top in tops for path in (top.rglob("*") if top.is_dir() else [top])]
+        mentions = [
+            f"{path.relative_to(generated)}: {line.strip()}"
+            for path in files
+            if path.is_file()
+            for line in path.read_text().splitlines()
+            if re.search(r"webhook|outbox|deliver(y|ies)", line, re.IGNORECASE)
+        ]
+        assert mentions == []
     if not features["worker"]:
         settings = (generated / "src/acme_orders/settings.py").read_text()
         assert "arq_" not in settings
@@ -348,6 +365,7 @@ def test_lock_files_are_resolved_again_only_when_the_dependencies_change(tmp_pat
     for name, enabled, changed in (
         ("all", everything, False),
         ("no-items", everything - {"items"}, False),
+        ("no-webhooks", everything - {"webhooks"}, False),
         ("no-tracing", everything - {"tracing"}, True),
         ("no-ratelimit", everything - {"ratelimit"}, True),
         ("no-worker", everything - {"webhooks", "worker"}, True),
@@ -363,9 +381,7 @@ def test_lock_files_are_resolved_again_only_when_the_dependencies_change(tmp_pat
 
 
 def test_lock_files_are_the_templates_when_the_dependencies_are(generated: Path) -> None:
-    features = read_answers_file(generated / ANSWERS_FILE)["features"]
-    assert isinstance(features, dict)
-    if not all(features.values()):
+    if needs_lock(ROOT, generated):
         pytest.skip("the dependencies differ from the template's")
     for lock in LOCK_FILES:
         assert (generated / lock).read_text() == rename((ROOT / lock).read_text(), NAME), lock
@@ -387,6 +403,44 @@ def test_lock_files_are_resolved_when_tracing_and_the_worker_are_off(tmp_path: P
         assert "\narq==" not in pinned, lock
         assert "opentelemetry-sdk==" not in pinned, lock
         assert (target / lock).read_text() != rename((ROOT / lock).read_text(), NAME), lock
+
+
+@pytest.mark.slow
+def test_a_worker_without_webhooks_passes_its_own_checks(tmp_path: Path) -> None:
+    """A project whose worker runs only the housekeeping: generated (formatted, so with its
+    venv), then its own `make lint typecheck` and its worker tests against embedded servers of
+    its own (~65 s)."""
+    target = tmp_path / "acme-orders"
+    argv = ["acme-orders", "--output", str(target), "--no-input", "--no-git"]
+    assert cli.main([*argv, *WORKER_ALONE]) == 0
+    # Its own servers: a renamed project claims Redis databases under its own name, so it must
+    # not share a server with this suite's.
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("TEST_DATABASE_URL", "TEST_REDIS_URL") and not key.startswith("PYTEST_")
+    }
+
+    def run(*command: str) -> str:
+        done = subprocess.run(
+            command, cwd=target, env=env, capture_output=True, text=True, timeout=600, check=False
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    jobs = (
+        "from acme_orders.worker import CRON_JOBS, FUNCTIONS; "
+        "print(*[f.__name__ for f in FUNCTIONS], *[f.__name__ for f, _ in CRON_JOBS])"
+    )
+    assert run(".venv/bin/python", "-c", jobs).split() == [
+        "database_clock",
+        "purge_expired_records",
+    ]
+    run("make", "lint", "typecheck")
+    suites = "tests/worker tests/test_worker.py"
+    options = f"-p no:cacheprovider --basetemp={tmp_path / 'suite-tmp'}"
+    output = run("make", "test", f"PYTEST_ARGS={options} {suites}")
+    assert re.search(r"\b[1-9]\d* passed\b", output), output
 
 
 def _modules(root: Path) -> dict[str, Path]:

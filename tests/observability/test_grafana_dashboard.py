@@ -182,7 +182,7 @@ async def _api_exposition() -> str:
 
 # feature: worker
 async def _worker_exposition() -> str:
-    """A scrape of the worker, after one instrumented job run and one webhook delivery."""
+    """A scrape of the worker, with a sample in each of its families."""
     metrics = JobMetrics()
 
     async def noop(ctx: dict[str, Any]) -> None:

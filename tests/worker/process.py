@@ -1,7 +1,7 @@
 """A long-running `keel worker` subprocess (not burst) for signal, outage and metrics tests.
 
-The environment carries every worker and webhook setting of the test's `Settings`, so the
-worker behaves exactly as configured there. `__exit__` kills whatever is still running.
+The environment carries every setting of the test's `Settings` the worker and its jobs read,
+so the worker behaves exactly as configured there. `__exit__` kills whatever is still running.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ SHARED_FIELDS = (
     "arq_health_check_interval",
     "worker_metrics_host",
     "worker_metrics_port",
+    "redis_socket_timeout",
+    "redis_connect_timeout",
+    # feature: webhooks
     "webhook_allowed_networks",
     "webhook_require_https",
     "webhook_timeout_seconds",
@@ -45,8 +48,7 @@ SHARED_FIELDS = (
     "webhook_breaker_cooldown_seconds",
     "webhook_relay_interval_seconds",
     "webhook_relay_batch_size",
-    "redis_socket_timeout",
-    "redis_connect_timeout",
+    # end feature: webhooks
 )
 
 

@@ -10,14 +10,10 @@ from keel.resources import Resources
 
 
 async def purge_expired_records(ctx: dict[str, Any]) -> dict[str, int]:
-    """Daily: expired refresh tokens and sessions, finished deliveries past retention."""
+    """Daily: expired refresh tokens and the sessions nothing can use any more."""
     resources: Resources = ctx["resources"]
-    purged = await purge_expired(resources.db, resources.settings.webhook_delivery_retention_days)
-    return {
-        "refresh_tokens": purged.refresh_tokens,
-        "sessions": purged.sessions,
-        "deliveries": purged.deliveries,
-    }
+    purged = await purge_expired(resources.db)
+    return {"refresh_tokens": purged.refresh_tokens, "sessions": purged.sessions}
 
 
 async def database_clock(ctx: dict[str, Any]) -> str:

@@ -9,7 +9,8 @@ Names follow the contract in docs/deployment.md and prometheus/rules/keel.rules.
   ends to be run again: ARQ's Retry, or cancelled by a shutdown).
 - `keel_arq_job_duration_seconds{function}`: histogram of run durations.
 - `keel_arq_queue_depth{queue}`: jobs waiting, read from Redis at each scrape.
-- `keel_webhook_deliveries_total{outcome}`: delivery runs by outcome.
+
+A domain's own series live here too, so that the one registry serves them.
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ from redis.asyncio import Redis
 
 log = structlog.get_logger(__name__)
 
+# feature: webhooks
 # Every outcome Outcome.status can take: each series exists at 0 from the start.
 WEBHOOK_OUTCOMES = ("succeeded", "failed", "rescheduled", "stale")
+# end feature: webhooks
 JOB_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 QUEUE_DEPTH_TIMEOUT = 0.5
 REQUEST_TIMEOUT = 5.0
@@ -73,6 +76,8 @@ class JobMetrics:
         self.queue_depth = Gauge(
             "keel_arq_queue_depth", "Jobs waiting in the ARQ queue", ["queue"], registry=registry
         )
+        # feature: webhooks
+        # `keel_webhook_deliveries_total{outcome}`, counted by keel.webhooks.tasks.
         self.webhook_deliveries = Counter(
             "keel_webhook_deliveries",
             "Webhook delivery runs by outcome (succeeded, failed, rescheduled, stale)",
@@ -81,6 +86,7 @@ class JobMetrics:
         )
         for outcome in WEBHOOK_OUTCOMES:
             self.webhook_deliveries.labels(outcome)
+        # end feature: webhooks
 
     def _export_at_zero(self, name: str) -> None:
         """Create a function's series before its first run, so rate() and alerts see a 0 instead

@@ -52,7 +52,7 @@ async def get_job(
     status = await job.status()
     info = await job.info()
     if status is JobStatus.not_found or info is None:
-        # Known and owned, not handed to the queue yet (the outbox relay will), or expired.
+        # Owned but not in the queue: not enqueued yet (an owner may be recorded first), or expired.
         return JobView(job_id, "pending", None, None, None, None, None, None, None)
     if isinstance(info, JobResult):
         return JobView(

@@ -6,8 +6,9 @@ import uuid
 from typing import Any
 
 from keel.jobs.metrics import JobMetrics
+from keel.jobs.purge import BATCH, drain
 from keel.resources import Resources
-from keel.webhooks import outbox
+from keel.webhooks import outbox, repository
 from keel.webhooks.breaker import CircuitBreaker
 from keel.webhooks.delivery import deliver
 
@@ -41,3 +42,12 @@ async def relay_outbox(ctx: dict[str, Any]) -> dict[str, int]:
     rescued = await outbox.rescue_stranded(resources)
     relayed = await outbox.relay_all(resources)
     return {"rescued": rescued, "relayed": relayed}
+
+
+async def purge_finished_deliveries(ctx: dict[str, Any]) -> dict[str, int]:
+    """Cron, daily: finished deliveries (their attempt logs cascade) older than
+    WEBHOOK_DELIVERY_RETENTION_DAYS, in batches (keel.jobs.purge)."""
+    resources: Resources = ctx["resources"]
+    days = resources.settings.webhook_delivery_retention_days
+    deleted = await drain(resources.db, lambda db: repository.purge_finished(db, days, BATCH))
+    return {"deliveries": deleted}

@@ -20,15 +20,15 @@ class JobRead(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "id": "webhook:7d444840-9dc0-11d1-b245-5ffdce74fad2:1",
+                    "id": "report:7d444840-9dc0-11d1-b245-5ffdce74fad2:1",
                     "status": "complete",
-                    "function": "deliver_webhook",
+                    "function": "build_report",
                     "tries": 1,
                     "enqueued_at": "2026-01-15T09:30:00Z",
                     "started_at": "2026-01-15T09:30:00Z",
                     "finished_at": "2026-01-15T09:30:01Z",
                     "success": True,
-                    "result": {"status": "succeeded"},
+                    "result": {"rows": 120},
                 }
             ]
         }
