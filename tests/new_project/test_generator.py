@@ -232,10 +232,12 @@ def _template_only_references() -> re.Pattern[str]:
             spellings += [rf"{re.escape(path)}\b", rf"(?<![\w/-]){re.escape(Path(path).name)}\b"]
             if path.endswith(".py"):
                 spellings.append(rf"{re.escape(module)}\b")
-    makefile = strip_blocks((ROOT / "Makefile").read_text(), frozenset({TEMPLATE_ONLY.name}))
-    template_targets = set(re.findall(r"^([\w-]+):", makefile, re.MULTILINE)) - set(
-        re.findall(r"^([\w-]+):", strip_blocks((ROOT / "Makefile").read_text(), frozenset()), re.M)
-    )
+    makefile = (ROOT / "Makefile").read_text()
+
+    def targets(enabled: frozenset[str]) -> set[str]:
+        return set(re.findall(r"^([\w-]+):", strip_blocks(makefile, enabled), re.MULTILINE))
+
+    template_targets = targets(frozenset({TEMPLATE_ONLY.name})) - targets(frozenset())
     spellings += [rf"\bmake {re.escape(target)}(?![\w-])" for target in sorted(template_targets)]
     return re.compile(rf"(?<![\w.-])(?:{'|'.join(spellings)})")
 
