@@ -53,8 +53,11 @@ test: $(BIN)/.synced ## the whole suite against real PostgreSQL and Redis (TEST_
 # The lock must be current and pin each lower bound of pyproject.toml; then the suite runs on
 # exactly those versions in a venv of its own, synced every time (seconds with uv's cache).
 # KEEL_COPY_SUITE=skip (here and in test-python): the tests that add code to a copy of the
-# project and run the copy's suite (test_new_domain.py, test_any_api_shape.py) run under
-# `make test` only; the code they add is the same on every interpreter.
+# project and run the copy's suite (test_new_domain.py) run under `make test` only; the code they
+# add is the same on every interpreter.
+# feature: template
+# test_any_api_shape.py is another such test.
+# end feature: template
 test-lowest: $(UV) ## the whole suite on the lowest versions pyproject.toml allows (.venv-lowest)
 	@$(MAKE) --no-print-directory lock-check LOCKS=requirements-lowest.lock
 	$(PYTHON) scripts/lower_bounds.py check requirements-lowest.lock

@@ -19,8 +19,11 @@ def is_closed(client: httpx.AsyncClient) -> bool:
 
 
 async def test_lifespan_opens_and_closes_every_resource(settings: Settings) -> None:
-    # Built off the loop: with a second API surface added (tests/test_any_api_shape.py) the
-    # build takes over the 100 ms the loop guard allows on a slow machine.
+    # Built off the loop: with a second API surface added, the build takes over the 100 ms the
+    # loop guard allows on a slow machine.
+    # feature: template
+    # tests/test_any_api_shape.py adds one.
+    # end feature: template
     app: FastAPI = await asyncio.to_thread(create_app, settings)
     async with LifespanManager(app) as lifespan:
         transport = httpx.ASGITransport(app=lifespan.asgi)

@@ -24,7 +24,9 @@ from tests.helpers.servers import recreate_database, run_database_name, with_dat
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(900),
+    # feature: template
     # Inside the copy tests/test_any_api_shape.py runs: copying again would only repeat this.
+    # end feature: template
     pytest.mark.skipif(
         os.environ.get("KEEL_COPY_SUITE") == "skip", reason="inside a copy's suite run"
     ),
@@ -44,7 +46,10 @@ def copy_project(target: Path) -> Path:
         if (ROOT / name).is_file():
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, target / name)
-    # A clone, as a user has one: the project generator (scripts/new) reads it through git.
+    # A clone, as a user has one.
+    # feature: template
+    # The project generator (scripts/new) reads it through git.
+    # end feature: template
     identity = ["-c", "user.name=Keel tests", "-c", "user.email=tests@keel.invalid"]
     for command in (["init", "-q"], ["add", "-A"], [*identity, "commit", "-q", "-m", "copy"]):
         subprocess.run(["git", "-C", str(target), *command], check=True, timeout=60)

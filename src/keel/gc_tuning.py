@@ -4,14 +4,14 @@ After start-up a process holds a large heap that lives as long as it does: every
 FastAPI's routes and OpenAPI schema, pydantic's validators, SQLAlchemy's metadata, the pools.
 CPython's full (generation 2) collection walks every tracked object, so each one took ~90 ms
 here, and under load one ran every ~0.5 s (long-lived request objects keep promoting into
-generation 2): 15% of the API process's time and a ~100 ms p99 (bench/collector.py). `gc.freeze()`
+generation 2): 15% of the API process's time and a ~100 ms p99 (measured). `gc.freeze()`
 moves the heap as it is after start-up into the permanent generation, which no collection walks;
 full collections then cost ~1 ms. This is what preforking servers do after import.
 
 The young generation's threshold (700 allocations by default) is raised too: a request
 allocates a few thousand objects, so the default ran a collection every fraction of a request
 and promoted objects of requests still in flight; collections of a larger young generation are
-fewer and promote less (`GC_YOUNG_THRESHOLD`, measured in bench/collector.py). `GC_FREEZE=false`
+fewer and promote less (`GC_YOUNG_THRESHOLD`, measured too). `GC_FREEZE=false`
 turns the freeze off.
 
 What this costs: a cycle of objects created before the freeze and dropped later is never

@@ -19,7 +19,7 @@ import pytest
 from scripts.new import __main__ as cli
 from scripts.new.answers import ANSWERS_FILE, read_answers_file, resolve
 from scripts.new.artifacts import RATE_LIMIT_DESCRIPTION, without_operations, without_panels
-from scripts.new.features import BY_NAME, FEATURES, missing_requirements
+from scripts.new.features import BY_NAME, FEATURES, TEMPLATE_ONLY, missing_requirements
 from scripts.new.locks import LOCK_FILES, dependency_arrays, needs_lock
 from scripts.new.migrations import rechain_migrations
 from scripts.new.naming import ProjectName, rename
@@ -218,6 +218,66 @@ def test_no_marker_and_no_template_only_file_is_left(generated: Path) -> None:
     assert markers == []
     assert not (generated / "bench").exists()
     assert not (generated / "scripts/new").exists()
+
+
+def _template_only_references() -> re.Pattern[str]:
+    """Any way a text names what only the template has: a path it owns (`bench/edge.py`,
+    `scripts/new`, `docs/performance.md`, `performance.md` from inside docs/, the module form
+    `python -m bench.edge`) or a make target of the Makefile's template block (`make new-check`)."""
+    spellings = []
+    for owned in TEMPLATE_ONLY.paths:
+        path = owned.rstrip("/")
+        module = path.removesuffix(".py").replace("/", ".")
+        if owned.endswith("/"):
+            # A folder: `bench/...` and `bench.edge`; a longer path also alone (`scripts/new`).
+            spellings += [re.escape(f"{path}/"), rf"{re.escape(module)}\.\w"]
+            if "/" in path:
+                spellings += [rf"{re.escape(path)}\b", rf"{re.escape(module)}\b"]
+        else:
+            spellings += [rf"{re.escape(path)}\b", rf"(?<![\w/-]){re.escape(Path(path).name)}\b"]
+            if path.endswith(".py"):
+                spellings.append(rf"{re.escape(module)}\b")
+    makefile = (ROOT / "Makefile").read_text()
+
+    def targets(enabled: frozenset[str]) -> set[str]:
+        return set(re.findall(r"^([\w-]+):", strip_blocks(makefile, enabled), re.MULTILINE))
+
+    template_targets = targets(frozenset({TEMPLATE_ONLY.name})) - targets(frozenset())
+    spellings += [rf"\bmake {re.escape(target)}(?![\w-])" for target in sorted(template_targets)]
+    return re.compile(rf"(?<![\w.-])(?:{'|'.join(spellings)})")
+
+
+def test_nothing_refers_to_what_only_the_template_has(generated: Path) -> None:
+    """The benchmarks, the generator and their docs are Keel's: a project's comments, docs and
+    scripts do not send its reader to them. The one exception is the README's note that it was
+    generated, which names docs/new-project.md in Keel on purpose."""
+    pattern = _template_only_references()
+    found = [
+        f"{path.relative_to(generated)}:{number}: {line.strip()}"
+        for path in sorted(generated.rglob("*"))
+        if path.is_file() and path.name not in LOCK_FILES and ".venv" not in path.parts
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
+        if pattern.search(line)
+        and not (path.name == "README.md" and line.startswith("> Generated from Keel"))
+    ]
+    assert found == []
+
+
+def test_the_template_only_references_are_found_in_every_spelling() -> None:
+    pattern = _template_only_references()
+    for text in (
+        "(bench/ratelimit.py)",
+        "`python -m bench.collector`",
+        "docs/performance.md has the measurement",
+        "[the figures](performance.md)",
+        "the project generator (scripts/new) reads it",
+        "run tests/test_any_api_shape.py",
+        "stage make new-check",
+        "`make bench`",
+    ):
+        assert pattern.search(text), text
+    for text in ("the benchmark", "a bench.", "docs/edge.md", "make newer", "new-domain"):
+        assert not pattern.search(text), text
 
 
 def test_every_first_party_import_resolves(generated: Path) -> None:

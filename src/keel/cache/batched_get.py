@@ -11,7 +11,7 @@ the database, speaks TLS or a unix socket, exactly as for any other command of t
 Each MGET is written with `send_packed_command`/`read_response` on that connection, not through
 `Redis.mget`: the client's command path (pool checkout with its lock and stray-data probe,
 argument encoding, retry wrapper, response callbacks) cost 266k instructions per MGET here, this
-path ~100k (bench/item_instructions.py). What the client's retry gave is kept where it matters:
+path ~100k (both measured). What the client's retry gave is kept where it matters:
 a connection that was open and turns out dead (Redis restarted) is retried once on a fresh one,
 which is always safe for a read; a timeout is not retried (the caller falls back at once).
 """

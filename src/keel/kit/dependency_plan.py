@@ -4,7 +4,7 @@ FastAPI re-derives, on every request and for every parameter and dependency, wha
 have decided once: the parameter's aliases, whether its type is a sequence or a model, whether
 a dependency is a coroutine or a generator, its cache key. That work grows with every
 `Header()` parameter and every `Depends` an endpoint declares, so plain endpoints pay for being
-plain (docs/performance.md). A `DependencyPlan` makes those decisions when the route is built
+plain (measured). A `DependencyPlan` makes those decisions when the route is built
 and keeps only the per-request work: look the value up, validate it with the field's own
 pydantic validator, call the dependency.
 

@@ -5,7 +5,7 @@ same arguments and the same result for every route (FastAPI itself merges prefix
 router-level dependencies, responses, callbacks, response classes and body limits), after which
 each of the router's routes is registered on the app directly. FastAPI 0.165 keeps an included
 router nested and matches it again at request time, a second pass over its routes for every
-request that reaches them; flat routes are matched in one scan (docs/performance.md).
+request that reaches them; flat routes are matched in one scan (measured).
 
 The routes are `PlannedRoute`s: FastAPI's `APIRoute`, whose dependencies are solved by a plan
 compiled once (`keel.kit.dependency_plan`) whenever the plan can reproduce FastAPI exactly, and

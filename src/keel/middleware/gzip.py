@@ -17,7 +17,7 @@ Starlette's `GZipMiddleware` does, with the same rules:
 It is Keel's own because Starlette's builds a responder object per request that normalizes its
 list of excluded media types again and wraps the headers twice, for every gzip-accepting
 request (httpx, browsers and most HTTP clients send Accept-Encoding: gzip) even when the body is
-far too small to compress; docs/performance.md has the measurement. Here the common case, one
+far too small to compress (measured). Here the common case, one
 small JSON body, is one length check.
 """
 

@@ -124,7 +124,7 @@ class Leases:
     ) -> tuple[int, float] | None:
         """`admit` for a request with one limit (most requests), by the limit's parts: (remaining,
         reset in), or None: ask Redis. No Check, Window or Outcome built and `live`/`low`
-        inlined: this path is most of what the limiter costs a request (bench/ratelimit.py)."""
+        inlined: this path is most of what the limiter costs a request (measured)."""
         lease = self._leases.get(key)
         if lease is None or lease.unused < cost:
             return None

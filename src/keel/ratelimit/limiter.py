@@ -330,7 +330,7 @@ class Limiter(SlowapiLimiter):
     ) -> Decision | None:
         """Most requests: one limit, admitted from this process's lease, decided without a
         coroutine, a Window or an Outcome (this path is most of what the limiter costs a
-        request, bench/ratelimit.py). None: not decidable here; then `check` decides (the
+        request, measured). None: not decidable here; then `check` decides (the
         middleware calls it only then)."""
         single = plan.single
         # Leases only while Redis is healthy: while it is seen down, decisions are the

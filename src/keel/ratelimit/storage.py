@@ -12,7 +12,7 @@ uses: `acquire`, which counts and reads back every window of a request in ONE Lu
 where `limits`' strategies need three round trips (hit, then get and ttl for the headers).
 Concurrent requests are batched: while one script call is in flight, the requests that arrive
 queue up and the next call carries all of them. Measured here, redis-py costs ~120 us of CPU per
-call; batched, ~8 us per request at 32 concurrent requests (bench/ratelimit.py). The same script
+call; batched, ~8 us per request at 32 concurrent requests. The same script
 grants local leases (`Terms`, `keel.ratelimit.leases`): blocks of a window's hits counted ahead,
 never past the limit, so that most requests need no call at all.
 
