@@ -14,6 +14,7 @@ import importlib.util
 import json  # feature: files
 import os
 import pwd
+import re  # feature: files
 import shutil
 import signal
 import socket
@@ -751,6 +752,8 @@ _WEED_PORT_FLAGS = (
     "filer.port.grpc",
     "s3.port.grpc",
 )
+# weed checks its ports before it starts anything, and exits naming the flag of a taken one.
+_WEED_PORT_TAKEN = re.compile(r"Port allocation failed: .*\(specified by flag ([\w.]+)\)")
 _BUCKET_EXISTS = frozenset({"BucketAlreadyOwnedByYou", "BucketAlreadyExists"})
 
 
@@ -768,7 +771,9 @@ def weed_path() -> Path:
     )
 
 
-def s3_client(endpoint_url: str, access_key_id: str, secret_access_key: str) -> Any:
+def s3_client(
+    endpoint_url: str, access_key_id: str, secret_access_key: str, read_timeout: float = 5.0
+) -> Any:
     """A synchronous botocore S3 client for setup and checks: one attempt, short timeouts.
 
     Typed Any: botocore builds the client's methods at run time.
@@ -777,7 +782,7 @@ def s3_client(endpoint_url: str, access_key_id: str, secret_access_key: str) -> 
         signature_version="s3v4",
         retries={"max_attempts": 1},
         connect_timeout=0.5,
-        read_timeout=5,
+        read_timeout=read_timeout,
         s3={"addressing_style": "path"},
     )
     return botocore.session.get_session().create_client(
@@ -890,14 +895,11 @@ class EmbeddedS3:
                 return
             self.stop()
             new_log = _read_from(self.log_file, log_offset)
-            if attempt == 2 or not _address_in_use(new_log):
+            if attempt == 2 or not self._may_retry(new_log):
                 raise EmbeddedServerError(
                     f"SeaweedFS did not start on {HOST}:{self.port} within {timeout:.0f}s "
                     f"(log {self.log_file}): {_tail(new_log)}"
                 )
-            # Another process took one of the ports we picked: pick again.
-            if not self._port_fixed:
-                self.port = free_port()
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM (weed flushes and exits 0 in ~2 s), SIGKILL after `timeout`. Safe twice."""
@@ -916,8 +918,8 @@ class EmbeddedS3:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
-    def client(self) -> Any:
-        return s3_client(self.url, self.access_key_id, self.secret_access_key)
+    def client(self, read_timeout: float = 5.0) -> Any:
+        return s3_client(self.url, self.access_key_id, self.secret_access_key, read_timeout)
 
     def create_bucket(self, name: str) -> None:
         """Create the bucket unless it exists (a second start keeps the first one's)."""
@@ -988,8 +990,21 @@ class EmbeddedS3:
             start_new_session=True,
         )
 
+    def _may_retry(self, log_text: str) -> bool:
+        """After another process took a port we picked: pick new ones (a fixed one stays)."""
+        taken = _WEED_PORT_TAKEN.search(log_text)
+        if taken is None:
+            return _address_in_use(log_text)
+        if taken[1] != "s3.port":
+            return True
+        if self._port_fixed:
+            return False
+        self.port = free_port()
+        return True
+
     def _wait_ready(self, timeout: float) -> bool:
-        client = self.client()
+        # Short: whatever else holds our port may accept and never answer.
+        client = self.client(read_timeout=1.0)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.is_running():
