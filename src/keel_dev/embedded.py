@@ -283,10 +283,32 @@ def _clean_env(home: Path) -> dict[str, str]:
     return env
 
 
+class _Server:
+    """`with server:` starts it, and stops it however the block ends."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
 # --- PostgreSQL ---
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(_Server):
     """A PostgreSQL cluster in `data_dir`, listening on 127.0.0.1:`port` only.
 
     Layout: data_dir/pgdata (the cluster), data_dir/postgres.log. The superuser is
@@ -305,18 +327,6 @@ class EmbeddedPostgres:
     @property
     def url(self) -> str:
         return f"postgresql://{PG_SUPERUSER}@{HOST}:{self.port}/postgres"
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # lifecycle ---
 
@@ -601,7 +611,7 @@ class EmbeddedPostgres:
 # --- Redis ---
 
 
-class EmbeddedRedis:
+class EmbeddedRedis(_Server):
     """redis-server as our child process on 127.0.0.1:`port`, files in `data_dir`.
 
     Without `persist` nothing is written to disk; with it, an append-only file keeps
@@ -621,18 +631,6 @@ class EmbeddedRedis:
     @property
     def url(self) -> str:
         return f"redis://{HOST}:{self.port}/0"
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self, timeout: float = 10.0) -> None:
         """Start redis-server and wait until PING answers; no-op when running."""
@@ -837,7 +835,7 @@ def _admin_port(taken: set[int]) -> int:
     raise EmbeddedServerError("no free port pair for the SeaweedFS admin server")
 
 
-class EmbeddedS3:
+class EmbeddedS3(_Server):
     """SeaweedFS (`weed mini`: master, volume, filer, S3 in one process) as our child process,
     its S3 API on 127.0.0.1:`port` and every other listener on 127.0.0.1 too.
 
@@ -868,18 +866,6 @@ class EmbeddedS3:
     @property
     def secret_access_key(self) -> str:
         return S3_DEV_SECRET_ACCESS_KEY
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self, timeout: float = 30.0) -> None:
         """Start weed and wait until a signed ListBuckets answers; no-op when running."""
