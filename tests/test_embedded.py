@@ -16,6 +16,7 @@ from pathlib import Path
 import psutil  # feature: files
 import pytest
 import redis
+from botocore.exceptions import ClientError  # feature: files
 
 from keel_dev import embedded
 from keel_dev.embedded import (
@@ -266,6 +267,11 @@ def test_s3_lifecycle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         server.create_bucket("lifecycle")  # idempotent
         client.put_object(Bucket="lifecycle", Key="greeting", Body=b"hello")
         assert client.get_object(Bucket="lifecycle", Key="greeting")["Body"].read() == b"hello"
+        # Like AWS S3: no bucket made by an upload, no bucket deleted with objects in it.
+        with pytest.raises(ClientError, match="NoSuchBucket"):
+            client.put_object(Bucket="never-created", Key="greeting", Body=b"hello")
+        with pytest.raises(ClientError, match="BucketNotEmpty"):
+            client.delete_bucket(Bucket="lifecycle")
         listeners = _s3_listeners(pid)
         assert ("127.0.0.1", server.port) in listeners
         assert {ip for ip, _ in listeners} == {"127.0.0.1"}, listeners

@@ -956,6 +956,10 @@ class EmbeddedS3(_Server):
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
             "-webdav=false",
+            # As AWS S3 does, so that dev and tests see what production would: an upload to a
+            # missing bucket fails (rather than creating it), a bucket must be empty to delete.
+            "-s3.autoCreateBucket=false",
+            "-s3.allowDeleteBucketNotEmpty=false",
             # Relative to the data dir (our cwd): short whatever its path, and out of /tmp.
             "-filer.localSocket=filer.sock",
             "-s3.localSocket=s3.sock",
