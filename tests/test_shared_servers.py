@@ -49,13 +49,19 @@ def test_a_claim_survives_a_flush_of_the_claimed_database(redis_url: str) -> Non
             zero.close()
 
 
+def in_another_run(code: str) -> str:
+    """What `code` prints in a new Python process: another test run, with its own RUN_ID."""
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.strip()
+
+
 def test_database_names_differ_between_runs() -> None:
     name = run_database_name("test")
     assert name.endswith(RUN_ID)
-    code = "from tests.helpers.servers import run_database_name; print(run_database_name('test'))"
-    other = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    ).stdout.strip()
+    other = in_another_run(
+        "from tests.helpers.servers import run_database_name; print(run_database_name('test'))"
+    )
     assert other.startswith("keel_test_")
     assert other != name
 
@@ -71,14 +77,13 @@ def test_bucket_names_are_valid_and_differ_between_runs_and_workers(
     long = storage.run_bucket_name("Attachments_Of_Items " * 5)
     assert storage.BUCKET_NAME.match(long), long
     assert long.endswith(RUN_ID)
-    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw7")
-    assert storage.run_bucket_name() != name
-    code = "from tests.helpers.storage import run_bucket_name; print(run_bucket_name())"
-    other = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    ).stdout.strip()
+    other = in_another_run(
+        "from tests.helpers.storage import run_bucket_name; print(run_bucket_name())"
+    )
     assert other.startswith("keel-test-")
     assert other != name
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw7")
+    assert storage.run_bucket_name() != name
 
 
 @pytest.mark.slow
