@@ -10,10 +10,13 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from keel.attachments import table as _attachments  # noqa: F401  # feature: files
+
 # Each domain's tables join `metadata` when its table module is imported.
 from keel.db.schema import metadata
 from keel.items import table as _items  # noqa: F401  # feature: items
 from keel.settings import get_settings
+from keel.storage import table as _storage  # noqa: F401  # feature: files
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):

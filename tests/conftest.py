@@ -41,7 +41,20 @@ from tests.helpers.servers import (
     xdist_worker,
 )
 from tests.helpers.statements import StatementCounter
+from tests.helpers.storage import (  # feature: files  # feature: files
+    S3Server,
+    create_bucket,
+    delete_bucket,
+    run_bucket_name,
+    s3_server,
+)
 from tests.worker.process import WorkerProcess  # feature: worker
+
+# feature: files
+# No test may reach a public host: an app whose settings do not name the suite's S3 server
+# (`storage_settings`) gets a closed loopback port instead of AWS's endpoint.
+os.environ.setdefault("S3_ENDPOINT_URL", "http://127.0.0.1:9")
+# end feature: files
 
 
 @pytest.fixture(scope="session")
@@ -79,8 +92,43 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.url
 
 
+# feature: files
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """TEST_S3_ENDPOINT_URL, or an embedded S3-compatible server (SeaweedFS)."""
+    with s3_server(tmp_path_factory.mktemp("s3")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3_bucket(s3: S3Server) -> Iterator[str]:
+    """A bucket of this test process's own, emptied and removed at the end."""
+    name = run_bucket_name()
+    create_bucket(s3, name)
+    yield name
+    delete_bucket(s3, name)
+
+
+@pytest.fixture(scope="session")
+def storage_settings(s3: S3Server, s3_bucket: str) -> dict[str, Any]:
+    """The settings that put an app's files in this process's bucket."""
+    return {
+        "s3_endpoint_url": s3.endpoint_url,
+        "s3_access_key_id": s3.access_key_id,
+        "s3_secret_access_key": s3.secret_access_key,
+        "s3_bucket": s3_bucket,
+    }
+
+
+# end feature: files
+
+
 @pytest.fixture
-def settings(database_url: str, redis_url: str) -> Settings:
+def settings(
+    database_url: str,
+    redis_url: str,
+    storage_settings: dict[str, Any],  # feature: files
+) -> Settings:
     return Settings(
         _env_file=None,
         environment=Environment.TEST,
@@ -89,6 +137,7 @@ def settings(database_url: str, redis_url: str) -> Settings:
         db_pool_min_size=1,
         db_pool_max_size=4,
         arq_queue_name=f"keel:test:{xdist_worker()}",  # feature: worker
+        **storage_settings,  # feature: files
         # The suite starts hundreds of apps in one process, and each freeze first runs a full
         # collection of the whole test process (~0.3 s). tests/test_gc_tuning.py turns it on.
         gc_freeze=False,

@@ -67,6 +67,22 @@ class PayloadTooLarge(AppError):
     title = "Payload Too Large"
 
 
+class UnsupportedMediaType(AppError):
+    status = 415
+    type = "/problems/unsupported-media-type"
+    title = "Unsupported Media Type"
+
+
+class RangeNotSatisfiable(AppError):
+    status = 416
+    type = "/problems/range-not-satisfiable"
+    title = "Range Not Satisfiable"
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"The range asked for is outside the {size} bytes of the file.")
+        self.headers["Content-Range"] = f"bytes */{size}"
+
+
 class Unprocessable(AppError):
     status = 422
     type = "/problems/validation-error"

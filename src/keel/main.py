@@ -59,6 +59,7 @@ def _lifespan(
                 stack.enter_context(tracing.instrumented_clients(provider, resources))
             # end feature: tracing
             if metrics is not None:
+                resources.storage.export_metrics(metrics.registry)  # feature: files
                 refresher = asyncio.create_task(
                     metrics.run_refresh(resources, settings.metrics_refresh_interval),
                     name="keel-metrics-refresh",

@@ -26,6 +26,8 @@ from keel.db.database import Database, PoolDatabase
 from keel.db.pool import create_db_pool
 from keel.observability.context import REQUEST_ID_HEADER, request_id_var
 from keel.settings import Settings
+from keel.storage import ObjectStore  # feature: files
+from keel.storage.client import open_object_store  # feature: files
 from keel.upstream import UpstreamTransport
 
 
@@ -42,6 +44,7 @@ class Resources:
     cache: Cache
     # Whether each token's session is still valid: Redis, read in batches (keel.auth.sessions).
     sessions: SessionCache
+    storage: ObjectStore  # feature: files
 
 
 def redis_retry(settings: Settings) -> Retry:
@@ -112,6 +115,7 @@ async def open_resources(settings: Settings, role: str) -> AsyncIterator[Resourc
         # Off the loop: building the client loads the CA bundle (~100 ms of blocked loop).
         http = await asyncio.to_thread(create_http_client, settings)
         stack.push_async_callback(http.aclose)
+        storage = await open_object_store(stack, settings)  # feature: files
 
         yield Resources(
             settings=settings,
@@ -122,6 +126,7 @@ async def open_resources(settings: Settings, role: str) -> AsyncIterator[Resourc
             fast_redis=fast_redis,
             cache=create_cache(fast_redis, settings),
             sessions=sessions,
+            storage=storage,  # feature: files
         )
 
 

@@ -275,6 +275,55 @@ class Settings(BaseSettings):
 
     # end feature: webhooks
 
+    # feature: files
+    # --- File storage (S3-compatible; docs/files.md) ---
+    # Unset: AWS S3 itself. `make dev` / `make test` start an embedded server and set it.
+    s3_endpoint_url: str | None = None
+    # Presigned URLs name this host instead (what clients reach when S3_ENDPOINT_URL is private).
+    s3_public_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_bucket: str = "keel-files"
+    # Unset: the default credential chain (instance or workload identity, AWS_* variables).
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+    # Create the bucket at start when missing (compose, dev, tests); in production it exists.
+    s3_create_bucket: bool = False
+    # What a storage outage can cost one call: a short connect, no retry (a 503 with Retry-After
+    # tells the client when to try again; the worker's jobs run again by themselves).
+    s3_connect_timeout: float = Field(default=1.0, gt=0)
+    s3_read_timeout: float = Field(default=5.0, gt=0)
+    s3_max_attempts: int = Field(default=1, ge=1)
+    s3_max_connections: int = Field(default=32, ge=1)
+    # Largest file, in bytes (uploads past it get 413 while streaming), and each user's total.
+    file_max_size: int = Field(default=100 * 1_048_576, ge=1)
+    file_quota_bytes: int = Field(default=1_073_741_824, ge=0)
+    # Types decided from each file's first bytes (keel.kit.uploads.sniff); others get 415.
+    file_allowed_types: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [
+            "image/png",
+            "image/jpeg",
+            "image/gif",
+            "image/webp",
+            "application/pdf",
+        ]
+    )
+    # Streamed uploads go to storage in parts of this size: the memory one upload holds.
+    file_part_size: int = Field(default=8 * 1_048_576, ge=5 * 1_048_576)
+    # Presigned upload and download URLs expire after this long.
+    file_presign_expiry_seconds: int = Field(default=300, ge=1, le=604_800)
+    # Unconfirmed uploads and objects without a row are purged after this long (worker).
+    file_pending_ttl_seconds: int = Field(default=86_400, ge=60)
+    # The request deadline of routes that stream a file in or out (REQUEST_DEADLINE_SECONDS
+    # would cut a large transfer short).
+    file_transfer_deadline_seconds: float = Field(default=600.0, gt=0)
+
+    @field_validator("file_allowed_types", mode="before")
+    @classmethod
+    def _parse_file_types(cls, value: object) -> object:
+        return _split_csv(value)
+
+    # end feature: files
+
     # --- Auth and domain ---
     # Access tokens are verified with exactly this algorithm (the allow-list is this one entry).
     jwt_algorithm: JwtAlgorithm = "HS256"

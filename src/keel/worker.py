@@ -20,6 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from keel.attachments import tasks as attachment_tasks  # feature: files
 from keel.gc_tuning import tuned_collector
 from keel.housekeeping.tasks import database_clock, purge_expired_records
 from keel.jobs.context import with_job_context
@@ -45,6 +46,10 @@ CRON_JOBS: list[tuple[Callable[..., Awaitable[Any]], dict[str, Any]]] = [
     (webhook_tasks.purge_finished_deliveries, DAILY),
     (webhook_tasks.relay_outbox, {"second": {41}}),  # the relay's safety net, every minute
     # end feature: webhooks
+    # feature: files
+    (attachment_tasks.delete_released_files, {"second": {5, 35}}),
+    (attachment_tasks.purge_stale_uploads, {"minute": {7, 22, 37, 52}, "second": {13}}),
+    # end feature: files
 ]
 # `keel worker --check` answers within this budget, whatever state Redis is in.
 CHECK_TIMEOUT_SECONDS = 8.0

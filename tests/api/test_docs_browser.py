@@ -14,10 +14,7 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,11 +26,10 @@ import pytest
 from playwright.sync_api import ConsoleMessage, Locator, Page, Route, expect, sync_playwright
 
 from keel.settings import Settings
-from tests.helpers.environment import settings_env
+from tests.helpers.served import served_app
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
@@ -84,45 +80,12 @@ def chromium(tmp_path_factory: pytest.TempPathFactory) -> str:
     return CHROMIUM
 
 
-def _wait_until_live(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(f"{base}/livez", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"uvicorn did not start:\n{log.read_text()}")
-
-
 @pytest.fixture
 def served(settings: Settings, tmp_path: Path) -> Iterator[str]:
-    """The real app (keel.main.create_app, docs on outside production) on a loopback socket
-    that uvicorn inherits, on the test's PostgreSQL and Redis. Yields its base URL."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(128)
-    base = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    env = {**settings_env(settings), "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
-    log = tmp_path / "uvicorn.log"
-    command = [sys.executable, "-m", "uvicorn", "keel.main:create_app", "--factory"]
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [*command, "--fd", str(listener.fileno()), "--no-access-log"],
-            cwd=ROOT,
-            env=env,
-            pass_fds=[listener.fileno()],
-            stdout=output,
-            stderr=output,
-        )
-    listener.close()
-    try:
-        _wait_until_live(base, process, log)
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
+    """The real app (keel.main.create_app, docs on outside production) under uvicorn, on the
+    test's PostgreSQL and Redis. Yields its base URL."""
+    with served_app(settings, tmp_path / "uvicorn.log") as server:
+        yield server.base
 
 
 @dataclass

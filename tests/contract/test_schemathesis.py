@@ -61,7 +61,11 @@ class _GuardedApp:
 
 
 @pytest.fixture
-def contract_settings(database_url: str, redis_url: str) -> Settings:
+def contract_settings(
+    database_url: str,
+    redis_url: str,
+    storage_settings: dict[str, Any],  # feature: files
+) -> Settings:
     return Settings(
         _env_file=None,
         environment=Environment.TEST,
@@ -70,6 +74,7 @@ def contract_settings(database_url: str, redis_url: str) -> Settings:
         db_pool_min_size=1,
         db_pool_max_size=4,
         arq_queue_name=f"keel:contract:{xdist_worker()}",  # feature: worker
+        **storage_settings,  # feature: files
         # feature: ratelimit
         # The fuzzer is one client sending thousands of requests: limits would turn the run into
         # a wall of 429s. The limiter itself is tested in tests/ratelimit.

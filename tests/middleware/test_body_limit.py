@@ -112,6 +112,47 @@ async def test_unit_smaller_override_applies_to_its_route_only() -> None:
     assert other["state"]["received"] == b"x" * 11
 
 
+async def test_unit_a_streaming_route_gets_its_body_as_it_arrives() -> None:
+    """A route marked `streams_body` reads a chunked body past the limit itself, chunk by
+    chunk: nothing is buffered or refused here (the route enforces its own limit)."""
+    from fastapi import FastAPI
+
+    from keel.api.files import streams_body
+
+    app = FastAPI()
+
+    @app.post("/upload")
+    @streams_body
+    async def upload() -> None:
+        return None
+
+    sent: list[int] = []
+    seen_after: list[int] = []
+    chunks = [b"x" * 40 for _ in range(5)]  # 200 bytes, past the 100-byte limit
+
+    async def receive() -> dict[str, object]:
+        sent.append(1)
+        return {"type": "http.request", "body": chunks[len(sent) - 1], "more_body": len(sent) < 5}
+
+    async def route(scope: Scope, receive_body: Receive, send: Send) -> None:
+        while True:
+            message = await receive_body()
+            seen_after.append(len(sent))
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def ignore(message: object) -> None:
+        return None
+
+    middleware = BodyLimitMiddleware(route, max_body_size=100, routes=app.router.routes)
+    scope = http_scope("POST", "/upload", headers=[("transfer-encoding", "chunked")])
+    await middleware(scope, receive, ignore)
+
+    assert seen_after == [1, 2, 3, 4, 5]  # each chunk reached the route before the next was read
+
+
 async def test_unit_get_without_a_body_passes_through_untouched() -> None:
     seen = []
 

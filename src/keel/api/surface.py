@@ -31,7 +31,9 @@ ERROR_DESCRIPTIONS = {
     405: "The path does not accept this method; Allow lists those it does",
     409: "Conflicts with existing data",
     412: "If-Match does not match the current ETag",
-    413: "The request body is larger than MAX_BODY_SIZE",
+    413: "The request body (or the file in it) is larger than this operation accepts",
+    415: "The content is not of a type this operation accepts",
+    416: "The Range asked for lies outside the file; Content-Range gives its size",
     422: f"Validation failed: `errors` lists the first {MAX_ERRORS}, `error_count` says how many",
     429: "Too many attempts; retry after Retry-After",
     500: "An unexpected error; nothing about it is disclosed",
@@ -39,6 +41,7 @@ ERROR_DESCRIPTIONS = {
 }
 _HEADERS = {
     401: {"WWW-Authenticate": {"schema": {"type": "string"}}},
+    416: {"Content-Range": {"schema": {"type": "string"}}},
     429: {"Retry-After": {"schema": {"type": "integer"}}},
     503: {"Retry-After": {"schema": {"type": "integer"}}},
 }

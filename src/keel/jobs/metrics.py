@@ -87,6 +87,12 @@ class JobMetrics:
         for outcome in WEBHOOK_OUTCOMES:
             self.webhook_deliveries.labels(outcome)
         # end feature: webhooks
+        # feature: files
+        # Set by keel.attachments.tasks.purge_stale_uploads.
+        self.files_stored_bytes = Gauge(
+            "files_stored_bytes", "Bytes of confirmed attachments in storage", registry=registry
+        )
+        # end feature: files
 
     def _export_at_zero(self, name: str) -> None:
         """Create a function's series before its first run, so rate() and alerts see a 0 instead

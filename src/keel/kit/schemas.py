@@ -28,10 +28,12 @@ from typing import Annotated, Any, ClassVar, Self
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     GetJsonSchemaHandler,
     ModelWrapValidatorHandler,
+    StrictInt,
     ValidationError,
     model_validator,
 )
@@ -45,6 +47,17 @@ NOT_BLANK = r"^[^\x00]*[^\s\x00][^\x00]*$"
 # and the stored value has surrounding whitespace removed. pydantic's `strip_whitespace=True`
 # strips before checking the length, which accepted more than the schema allows.
 STRIP = AfterValidator(str.strip)
+
+
+def _whole_float_as_int(value: object) -> object:
+    """JSON Schema counts 5.0 as an integer, and clients send it; strict int would refuse it."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# An integer as JSON Schema defines it (5 or 5.0); text ("5") or a boolean is a 422.
+WholeNumber = Annotated[StrictInt, BeforeValidator(_whole_float_as_int)]
 # A 422 lists at most this many errors (keel.api.problems), and a body with more unknown fields
 # than this is refused without validating each of them.
 MAX_ERRORS = 20

@@ -13,10 +13,15 @@ Limit: the default (setting `MAX_BODY_SIZE`, 1 MiB), or a route's own `max_body_
 (FastAPI >= 0.165: `@router.post(..., max_body_size=10 * 1024 * 1024)`, or on an APIRouter).
 A 413 closes the connection (`Connection: close`): the unread rest of the body cannot be
 skipped on a keep-alive connection.
+
+A route that streams its body somewhere (a file upload, keel.api.files.streams_body) is passed
+its body unbuffered: it enforces its own limit as it reads, and a chunked upload of a gigabyte
+must not be held here first.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 from fastapi.routing import RouteContext, iter_route_contexts
@@ -27,6 +32,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from keel.problems import payload_too_large_response
 
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
+# The limit of a route that streams its body: none here, the route enforces its own.
+STREAMED = sys.maxsize
 
 
 class BodyLimitMiddleware:
@@ -108,7 +115,11 @@ class BodyLimitMiddleware:
                     await self.app(scope, receive, send)
                 return
 
-        await self._buffered(scope, receive, send, self._limit_for(scope))
+        limit = self._limit_for(scope)
+        if limit == STREAMED:
+            await self.app(scope, receive, send)
+        else:
+            await self._buffered(scope, receive, send, limit)
 
     async def _buffered(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         chunks: list[bytes] = []
@@ -149,6 +160,8 @@ class BodyLimitMiddleware:
 
 
 def _declared_limit(context: RouteContext) -> int | None:
+    if getattr(context.endpoint, "streams_body", False):
+        return STREAMED
     try:
         limit = context.max_body_size
     except AttributeError:

@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 EXCLUDED_MEDIA_TYPES = frozenset(
     {
         "application/grpc",
+        "application/pdf",  # compressed inside already
         "application/gzip",
         "application/x-gzip",
         "application/zip",

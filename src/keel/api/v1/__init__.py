@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from keel.api.deps import bearer_auth
 from keel.api.surface import ApiSurface
 from keel.api.v1 import (
+    attachments,  # feature: files
     auth,
     items,  # feature: items
     jobs,  # feature: worker
@@ -19,6 +20,7 @@ router = APIRouter()
 # `Authorization: Bearer <access token>`; errors as application/problem+json.
 surface = ApiSurface(prefix="/api/v1", router=router, auth=bearer_auth)
 router.include_router(items.router)  # feature: items
+router.include_router(attachments.router)  # feature: files
 router.include_router(auth.router)
 router.include_router(users.router)
 router.include_router(users.admin_router)

@@ -1,0 +1,23 @@
+"""File storage on S3-compatible object storage (docs/files.md)."""
+
+from keel.storage.failures import StorageUnavailable
+from keel.storage.store import (
+    ObjectInfo,
+    ObjectStore,
+    ObjectStream,
+    ObjectTooLarge,
+    PresignedPost,
+    PresignedUrl,
+    StoredObject,
+)
+
+__all__ = [
+    "ObjectInfo",
+    "ObjectStore",
+    "ObjectStream",
+    "ObjectTooLarge",
+    "PresignedPost",
+    "PresignedUrl",
+    "StorageUnavailable",
+    "StoredObject",
+]
