@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make new-check`: what `make new` writes works. Two projects under new names, everything on
-# and minimal (no example domain, webhooks, worker, tracing or rate limiter); in each: its own `make
+# and minimal (no example domain, webhooks, files, worker, tracing or rate limiter); in each: its own `make
 # lint typecheck test`, `make lock-check` (the minimal one's lock files were resolved again by
 # the generator) and `make deploy-check`, a grep for the template's name (only the README's
 # "Generated from" line may have it), and `make dev` until /readyz answers 200 on embedded
@@ -72,7 +72,7 @@ check_variant() {
   local variant=$1 name options project started
   case "${variant}" in
     everything) name=acme-orders; options=() ;;
-    minimal) name=tiny-ledger; options=(--no-items --no-webhooks --no-worker --no-tracing --no-ratelimit) ;;
+    minimal) name=tiny-ledger; options=(--no-items --no-webhooks --no-files --no-worker --no-tracing --no-ratelimit) ;;
     *) echo "unknown variant: ${variant}" >&2; return 2 ;;
   esac
   project="${WORK}/${name}"

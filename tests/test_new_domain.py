@@ -154,8 +154,9 @@ def test_new_domains_pass_the_checks_as_written(
     database = {"DATABASE_URL": with_database(postgres_server_url, name)}
     asyncio.run(recreate_database(postgres_server_url, name))
     alembic = [python, "-m", "alembic"]
-    run(project, *alembic, "upgrade", "head", env=database)  # 0004: the command's migration
-    autogenerate = ["revision", "--autogenerate", "-m", "The projects table.", "--rev-id", "0005"]
+    run(project, *alembic, "upgrade", "head", env=database)  # the command's migration is head
+    revision = f"{len(list((project / 'migrations/versions').glob('[0-9]*.py'))) + 1:04d}"
+    autogenerate = ["revision", "--autogenerate", "-m", "The projects table.", "--rev-id", revision]
     run(project, *alembic, *autogenerate, env=database)  # step 4
     run(project, *alembic, "upgrade", "head", env=database)
     run(project, *alembic, "check", env=database)

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.datastructures import DefaultPlaceholder
 from fastapi.routing import APIRoute, iter_route_contexts
+from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from keel.main import create_app
@@ -44,9 +45,14 @@ def _problems(app: FastAPI) -> list[str]:
             annotation = inspect.signature(route.endpoint).return_annotation
             if annotation is inspect.Signature.empty and route.response_model is None:
                 problems.append(f"{where}: no return annotation")
-            if not isinstance(route.response_class, DefaultPlaceholder):
+            returned = inspect.signature(route.endpoint, eval_str=True).return_annotation
+            returns_response = isinstance(returned, type) and issubclass(returned, Response)
+            if not isinstance(route.response_class, DefaultPlaceholder) and not returns_response:
+                # (A route returning its own Response never serializes: its response_class only
+                # names the media type in the docs.)
                 problems.append(f"{where}: response_class={route.response_class.__name__}")
-            if not isinstance(getattr(context, "response_class", None), DefaultPlaceholder):
+            context_class = getattr(context, "response_class", None)
+            if not isinstance(context_class, DefaultPlaceholder) and not returns_response:
                 problems.append(f"{where}: a router sets response_class")
         elif isinstance(route, Route | Mount) and route.name in DOCS_ROUTES:
             continue

@@ -1,4 +1,4 @@
-"""Attachments of items and the object-deletion outbox.
+"""Attachments of items and the object-deletion queue.
 
 A trigger on `attachments` queues each deleted row's object in `object_deletions`, in the
 deleting transaction, whatever deleted it (the API, the cascade from an item or a user, a

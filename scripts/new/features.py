@@ -89,6 +89,27 @@ FEATURES: tuple[Feature, ...] = (
         api_paths=("/api/v1/webhooks",),
     ),
     Feature(
+        name="files",
+        summary="files attached to items on S3-compatible storage: streamed uploads and "
+        "downloads, presigned direct uploads, quotas, deletion through a queue the worker "
+        "drains, the embedded SeaweedFS of `make dev`/`make test`, the compose storage service",
+        default=True,
+        paths=(
+            "src/keel/attachments/",
+            "src/keel/storage/",
+            "src/keel/api/files.py",
+            "src/keel/api/v1/attachments.py",
+            "migrations/versions/0004_attachments.py",
+            "tests/attachments/",
+            "tests/degradation/test_storage_outage.py",
+            "tests/helpers/storage.py",
+            "docs/files.md",
+        ),
+        requires=("items", "worker"),
+        metrics=("files_",),
+        api_paths=("/api/v1/items/{item_id}/attachments",),
+    ),
+    Feature(
         name="worker",
         summary="the ARQ worker process, its jobs API, manifests, alerts and metrics",
         default=True,

@@ -64,6 +64,9 @@ async def test_a_client_holding_the_file_gets_a_304_and_a_stale_if_range_the_who
     )
 
     assert unchanged.status_code == 304
+    assert (
+        await client.get(content, headers={**account.headers, "If-None-Match": "*"})
+    ).status_code == 304
     assert unchanged.content == b""
     assert unchanged.headers["ETag"] == etag
     assert changed.status_code == 200

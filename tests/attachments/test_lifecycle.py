@@ -1,4 +1,4 @@
-"""What happens to files after upload: deletions through the outbox, the worker's purges."""
+"""What happens to files after upload: deletions through the queue, the worker's purges."""
 
 from __future__ import annotations
 

@@ -55,6 +55,7 @@ async def test_a_raw_upload_is_stored_and_comes_back_byte_for_byte(
     assert download.headers["Content-Type"] == "image/png"
     assert download.headers["ETag"] == f'"{sha256(data)}"'
     assert download.headers["Cache-Control"] == "private, no-store"
+    assert download.headers["X-Content-Type-Options"] == "nosniff"
     assert download.headers["Content-Disposition"] == (
         "attachment; filename=\"a.png\"; filename*=UTF-8''a.png"
     )
@@ -167,7 +168,7 @@ async def test_the_quota_counts_every_file_of_the_owner(
         "report\r\nX-Injected: yes.png",
         "evil\u202egnp.exe",
         '"; filename="other.png',
-        "\x00\x07.png",
+        "\x07\x1b[31mred.png",
     ],
 )
 async def test_a_filename_never_reaches_a_key_or_a_header_unescaped(

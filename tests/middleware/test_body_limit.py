@@ -112,6 +112,7 @@ async def test_unit_smaller_override_applies_to_its_route_only() -> None:
     assert other["state"]["received"] == b"x" * 11
 
 
+# feature: files
 async def test_unit_a_streaming_route_gets_its_body_as_it_arrives() -> None:
     """A route marked `streams_body` reads a chunked body past the limit itself, chunk by
     chunk: nothing is buffered or refused here (the route enforces its own limit)."""
@@ -153,6 +154,7 @@ async def test_unit_a_streaming_route_gets_its_body_as_it_arrives() -> None:
     assert seen_after == [1, 2, 3, 4, 5]  # each chunk reached the route before the next was read
 
 
+# end feature: files
 async def test_unit_get_without_a_body_passes_through_untouched() -> None:
     seen = []
 

@@ -29,9 +29,16 @@ from keel.ratelimit import too_many_requests_response
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = ProjectName.parse("acme-orders")
-MINIMAL = ["--no-items", "--no-webhooks", "--no-worker", "--no-tracing", "--no-ratelimit"]
+MINIMAL = [
+    "--no-items",
+    "--no-webhooks",
+    "--no-files",
+    "--no-worker",
+    "--no-tracing",
+    "--no-ratelimit",
+]
 # The worker with only its housekeeping jobs; its dependencies are the template's.
-WORKER_ALONE = ["--no-items", "--no-webhooks"]
+WORKER_ALONE = ["--no-items", "--no-webhooks", "--no-files"]
 
 
 @pytest.mark.parametrize(
@@ -103,7 +110,9 @@ def test_a_marker_naming_no_feature_is_an_error() -> None:
 
 def test_answers_come_from_flags_then_the_file_then_defaults(tmp_path: Path) -> None:
     answers = tmp_path / ANSWERS_FILE
-    answers.write_text('name = "acme-orders"\n[features]\nwebhooks = false\nworker = false\n')
+    answers.write_text(
+        'name = "acme-orders"\n[features]\nwebhooks = false\nfiles = false\nworker = false\n'
+    )
     chosen = resolve(None, {"items": None}, read_answers_file(answers), ask=None)
     assert chosen.name == "acme-orders"
     assert chosen.enabled == {"items", "ratelimit", "tracing"}
@@ -119,7 +128,7 @@ def test_an_answers_file_with_an_unknown_key_is_refused(tmp_path: Path) -> None:
 
 
 def test_prompts_ask_each_feature_in_a_terminal() -> None:
-    replies = iter(["acme-orders", "", "n", "n", "n", "n"])
+    replies = iter(["acme-orders", "", "n", "n", "n", "n", "n"])
     chosen = resolve(None, {}, {}, ask=lambda question: next(replies))
     assert chosen.enabled == {"items"}
 
@@ -187,7 +196,7 @@ def test_without_the_rate_limiter_only_the_routes_own_429s_stay_documented() -> 
 # minimal (no rate limiter either).
 @pytest.fixture(
     scope="module",
-    params=[[], ["--no-webhooks", "--no-worker"], WORKER_ALONE, MINIMAL],
+    params=[[], ["--no-webhooks", "--no-files", "--no-worker"], WORKER_ALONE, MINIMAL],
     ids=["everything", "no-worker", "worker-alone", "minimal"],
 )
 def generated(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -315,6 +324,12 @@ def test_disabled_features_leave_nothing_of_theirs(generated: Path) -> None:
         assert _mentions(generated, everything_but_locks, "opentelemetry|otel") == []
         assert "jaeger" not in (generated / "docker-compose.yml").read_text()
         assert "4318" not in (generated / "k8s/base/networkpolicy.yaml").read_text()
+    if not features["files"]:
+        skipped = {*LOCK_FILES, ANSWERS_FILE, "README.md"}
+        files = [path for path in generated.rglob("*") if path.name not in skipped]
+        assert (
+            _mentions(generated, files, r"s3_endpoint|aiobotocore|seaweed|object_deletions") == []
+        )
     if not features["ratelimit"]:
         # The answers file and the README's list of what was left out name it, on purpose.
         skipped = {*LOCK_FILES, ANSWERS_FILE, "README.md"}
@@ -339,6 +354,7 @@ PROSE_TELLS = {
     "webhooks": ("WEBHOOK_", "/api/v1/webhooks", "webhook endpoint"),
     "worker": ("ARQ_QUEUE_NAME", "WORKER_METRICS_PORT", "acme-orders worker", "ARQ worker"),
     "ratelimit": ("RATE_LIMIT_", "ratelimit", "slowapi", "rate limiter"),
+    "files": ("S3_ENDPOINT_URL", "FILE_MAX_SIZE", "/attachments", "SeaweedFS", "aiobotocore"),
 }
 
 
@@ -383,6 +399,14 @@ CODE_TELLS = {
         r"\bJobMetrics\b",
     ),
     "tracing": (r"OpenTelemetry", r"(?i)jaeger", r"\bOTLP\b", r"\bspans?\b", r"\btrace ids?\b"),
+    "files": (
+        r"\bObjectStore\b",
+        r"(?i)\bs3_",
+        r"(?i)seaweed",
+        r"(?i)object storage",
+        r"\.attachments\b",
+        r"\bFILE_[A-Z_]+",
+    ),
 }
 
 
@@ -422,9 +446,10 @@ def test_lock_files_are_resolved_again_only_when_the_dependencies_change(tmp_pat
         ("all", everything, False),
         ("no-items", everything - {"items"}, False),
         ("no-webhooks", everything - {"webhooks"}, False),
+        ("no-files", everything - {"files"}, True),
         ("no-tracing", everything - {"tracing"}, True),
         ("no-ratelimit", everything - {"ratelimit"}, True),
-        ("no-worker", everything - {"webhooks", "worker"}, True),
+        ("no-worker", everything - {"webhooks", "files", "worker"}, True),
     ):
         project = tmp_path / name
         project.mkdir()
@@ -447,7 +472,7 @@ def test_lock_files_are_resolved_when_tracing_and_the_worker_are_off(tmp_path: P
     """The real thing, once: the project's `make lock` run by the generator, then its own
     `make lock-check` (uv from the project's .tools; ~25 s)."""
     target = tmp_path / "acme-orders"
-    options = ["--no-webhooks", "--no-worker", "--no-tracing"]
+    options = ["--no-webhooks", "--no-files", "--no-worker", "--no-tracing"]
     argv = ["acme-orders", "--output", str(target), "--no-input", "--no-git", "--no-format"]
     assert cli.main([*argv, *options]) == 0
     checked = subprocess.run(

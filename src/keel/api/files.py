@@ -128,7 +128,7 @@ async def stream_file(
     (Range, honoured only while If-Range still matches), else 200; always Content-Length,
     ETag and no-store, and never more than one chunk of it in memory."""
     headers = {"ETag": etag, "Cache-Control": NO_STORE, "Accept-Ranges": "bytes"}
-    if etag in _etags(request.headers.get("if-none-match")):
+    if _matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     byte_range = request.headers.get("range")
     if_range = request.headers.get("if-range")
@@ -144,7 +144,9 @@ async def stream_file(
     )
 
 
-def _etags(header: str | None) -> set[str]:
+def _matches(header: str | None, etag: str) -> bool:
+    """If-None-Match names this ETag (weakly compared, RFC 9110 13.1.2), or is `*`."""
     if not header:
-        return set()
-    return {tag.strip().removeprefix("W/") for tag in header.split(",")}
+        return False
+    tags = {tag.strip().removeprefix("W/") for tag in header.split(",")}
+    return etag in tags or "*" in tags

@@ -17,7 +17,7 @@ ORPHAN_SWEEP_LIMIT = 1_000
 
 
 async def delete_released_files(ctx: dict[str, Any]) -> dict[str, int]:
-    """Cron, every 30 s: delete the files of deleted attachments (the deletion outbox)."""
+    """Cron, every 30 s: delete the files of deleted attachments (the deletion queue)."""
     resources: Resources = ctx["resources"]
     return {"deleted": await delete_released_objects(resources.db, resources.storage)}
 
@@ -25,7 +25,7 @@ async def delete_released_files(ctx: dict[str, Any]) -> dict[str, int]:
 async def purge_stale_uploads(ctx: dict[str, Any]) -> dict[str, int]:
     """Cron, every 15 minutes: what is older than FILE_PENDING_TTL_SECONDS and never finished.
 
-    * direct uploads never confirmed (their rows; the files follow through the outbox);
+    * direct uploads never confirmed (their rows; the files follow through the deletion queue);
     * files in storage that no row names (a process that stopped between storing a file and
       recording it);
     * multipart uploads left in progress (a process killed mid-upload).

@@ -87,13 +87,16 @@ class JobMetrics:
         for outcome in WEBHOOK_OUTCOMES:
             self.webhook_deliveries.labels(outcome)
         # end feature: webhooks
-        # feature: files
+        self._declare_files_metrics(registry)  # feature: files
+
+    # feature: files
+    def _declare_files_metrics(self, registry: CollectorRegistry) -> None:
         # Set by keel.attachments.tasks.purge_stale_uploads.
         self.files_stored_bytes = Gauge(
             "files_stored_bytes", "Bytes of confirmed attachments in storage", registry=registry
         )
-        # end feature: files
 
+    # end feature: files
     def _export_at_zero(self, name: str) -> None:
         """Create a function's series before its first run, so rate() and alerts see a 0 instead
         of no data (a missing series would leave a dashboard panel empty)."""

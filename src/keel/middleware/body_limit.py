@@ -14,9 +14,9 @@ Limit: the default (setting `MAX_BODY_SIZE`, 1 MiB), or a route's own `max_body_
 A 413 closes the connection (`Connection: close`): the unread rest of the body cannot be
 skipped on a keep-alive connection.
 
-A route that streams its body somewhere (a file upload, keel.api.files.streams_body) is passed
-its body unbuffered: it enforces its own limit as it reads, and a chunked upload of a gigabyte
-must not be held here first.
+A route whose endpoint carries `streams_body = True` (an upload streamed somewhere as it
+arrives) is passed its body unbuffered: it enforces its own limit as it reads, and a chunked
+upload of a gigabyte must not be held here first.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The worker's side of the object-deletion outbox (keel.storage.table): delete what was queued.
+"""The worker's side of the object-deletion queue (keel.storage.table): delete what was queued.
 
 Each batch is claimed (`FOR UPDATE SKIP LOCKED`, so several workers split the queue), deleted
 from storage, then removed from the queue in the same transaction. If the storage refuses or is

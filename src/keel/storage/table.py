@@ -1,4 +1,4 @@
-"""The object-deletion outbox, declared for Alembic.
+"""The object-deletion queue, declared for Alembic.
 
 A row deleted here (an attachment, and with it everything that cascades) writes the key of its
 object to `object_deletions` in the same transaction, through a trigger: the object is deleted

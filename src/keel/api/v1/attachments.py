@@ -138,6 +138,7 @@ async def get_attachment(
     operation_id="download_attachment",
     summary="Download a file",
     dependencies=[TransferDeadline],
+    # It returns its own streamed Response: this only keeps application/json out of its docs.
     response_class=Response,
     responses={**FILE_DOWNLOAD_RESPONSES, **problems(401, 404, 416, 422)},
 )

@@ -1,5 +1,6 @@
-"""A 200 MB upload through the real server, measured in the server process: its memory grows
-by a part or two (FILE_PART_SIZE), never by the file."""
+"""Uploads through the real server (uvicorn, in a process of its own): a 200 MB upload grows its
+memory by a part or two (FILE_PART_SIZE), never by the file; a client that goes away mid-upload
+leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import psutil
 import pytest
 
 from keel.settings import Settings
+from keel.storage import ObjectStore
+from tests.attachments.conftest import bucket_contents
 from tests.helpers.served import Served, served_app
 
 MB = 1_000_000
@@ -117,3 +120,35 @@ async def test_a_200_mb_upload_grows_the_server_by_less_than_30_mb(server: Serve
             async for chunk in body.aiter_bytes():
                 downloaded.update(chunk)
         assert downloaded.hexdigest() == digest.hexdigest()
+
+
+async def test_a_client_going_away_mid_upload_leaves_no_object_and_no_parts(
+    server: Served, storage: ObjectStore, tmp_path: Path
+) -> None:
+    async with httpx.AsyncClient(base_url=server.base, timeout=60) as client:
+        headers = await _signed_in(client)
+        item = await client.post("/api/v1/items", json={"title": "cut"}, headers=headers)
+    before = await bucket_contents(storage)
+    path = f"/api/v1/items/{item.json()['id']}/attachments"
+    host, port = server.base.removeprefix("http://").split(":")
+
+    _, writer = await asyncio.open_connection(host, int(port))
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: image/png\r\n"
+        f"Authorization: {headers['Authorization']}\r\nContent-Length: {50 * MB}\r\n\r\n"
+    )
+    writer.write(head.encode() + b"\x89PNG\r\n\x1a\n" + bytes(12 * MB))  # past one part
+    await writer.drain()
+    writer.close()  # gone, 38 MB short
+    await writer.wait_closed()
+
+    async def settled() -> bool:
+        return await bucket_contents(storage) == before
+
+    for _ in range(100):  # the server notices, aborts the multipart upload: bounded wait
+        if await settled():
+            break
+        await asyncio.sleep(0.1)
+    assert await bucket_contents(storage) == before
+    log = (tmp_path / "uvicorn.log").read_text()
+    assert "unhandled exception" not in log, log
