@@ -876,10 +876,8 @@ class EmbeddedS3(_Server):
         for attempt in range(3):
             log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
             self._ports = self._pick_ports()
-            self._spawn()
-            if self._wait_ready(timeout):
+            if self._spawn_and_wait(timeout):
                 return
-            self.stop()
             new_log = _read_from(self.log_file, log_offset)
             if attempt == 2 or not self._may_retry(new_log):
                 raise EmbeddedServerError(
@@ -982,6 +980,18 @@ class EmbeddedS3(_Server):
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+    def _spawn_and_wait(self, timeout: float) -> bool:
+        """True once it serves; otherwise it is stopped again, whatever ends the wait (a Ctrl-C
+        never reaches weed in its own session: nobody else would stop it)."""
+        self._spawn()
+        ready = False
+        try:
+            ready = self._wait_ready(timeout)
+        finally:
+            if not ready:
+                self.stop()
+        return ready
 
     def _may_retry(self, log_text: str) -> bool:
         """After another process took a port we picked: pick new ones (a fixed one stays)."""
