@@ -1,4 +1,4 @@
-"""Real embedded PostgreSQL / Redis / S3: start, use, stop, restart, persistence."""
+"""Real embedded servers: start, use, stop, restart, persistence."""
 
 from __future__ import annotations
 
