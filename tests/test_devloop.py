@@ -45,7 +45,8 @@ def fresh_project(tmp_path: Path) -> Path:
 
 
 def dev_env() -> dict[str, str]:
-    yours = {"DATABASE_URL", "REDIS_URL", "S3_ENDPOINT_URL"}
+    yours = {"DATABASE_URL", "REDIS_URL"}
+    yours.add("S3_ENDPOINT_URL")  # feature: files
     env = {k: v for k, v in os.environ.items() if k not in yours}
     return {**env, "ENVIRONMENT": "development", "LOG_JSON": "true"}
 

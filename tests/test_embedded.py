@@ -1,4 +1,4 @@
-"""Real embedded PostgreSQL / Redis / S3: start, use, stop, restart, persistence."""
+"""Real embedded servers: start, use, stop, restart, persistence."""
 
 from __future__ import annotations
 
@@ -313,6 +313,22 @@ def test_s3_that_cannot_start_fails_with_its_log_and_leaves_nothing(tmp_path: Pa
         assert time.monotonic() - started < 10
 
     assert not server.is_running()
+    assert processes_using(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_s3_interrupted_while_starting_is_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = EmbeddedS3(tmp_path)
+
+    def interrupted(timeout: float) -> bool:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(server, "_wait_ready", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        server.start()
+    # In a session of its own, a terminal's Ctrl-C never reached it: start had to stop it.
     assert processes_using(tmp_path) == []
 
 

@@ -1,4 +1,4 @@
-"""Two suites on one PostgreSQL, one Redis and one S3 server keep to their own data."""
+"""Two suites on one server keep to their own data: databases, Redis databases, buckets."""
 
 from __future__ import annotations
 
