@@ -41,13 +41,17 @@ from tests.helpers.servers import (
     xdist_worker,
 )
 from tests.helpers.statements import StatementCounter
-from tests.helpers.storage import (  # feature: files  # feature: files
+
+# feature: files
+from tests.helpers.storage import (
     S3Server,
     create_bucket,
     delete_bucket,
     run_bucket_name,
     s3_server,
 )
+
+# end feature: files
 from tests.worker.process import WorkerProcess  # feature: worker
 
 # feature: files

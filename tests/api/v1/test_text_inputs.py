@@ -86,7 +86,7 @@ def _strings(
         if isinstance(schema.get(key), dict):
             yield from _strings(document, schema[key], where, owner)
     if schema.get("format") == "binary":
-        return  # a file's bytes: they go to object storage, never into PostgreSQL text
+        return  # bytes (a file), never stored as PostgreSQL text
     if schema.get("type") == "string" or (not schema.keys() - {"title", "description"}):
         yield where, owner, schema  # a string, or a schema that takes anything
 
