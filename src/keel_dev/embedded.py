@@ -743,6 +743,7 @@ _WEED_MEMORY_LIMIT = "512MiB"
 _WEED_TMP_SOCKET = "/tmp/seaweedfs-{service}-grpc-{port}.sock"  # noqa: S108
 # Every listener but the S3 API (ours to choose) and the admin's (see _admin_port).
 _WEED_PORT_FLAGS = (
+    "master.port",
     "master.port.grpc",
     "volume.port",
     "volume.port.grpc",
@@ -873,6 +874,7 @@ class EmbeddedS3(_Server):
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._write_identities()
+        self._drop_old_master_state()
         for attempt in range(3):
             log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
             self._ports = self._pick_ports()
@@ -922,20 +924,19 @@ class EmbeddedS3(_Server):
 
     def _pick_ports(self) -> dict[str, int]:
         ports = {"s3.port": self.port}
-        ports["master.port"] = self._previous_master_port() or _free_ports(1, {self.port})[0]
-        others = _free_ports(len(_WEED_PORT_FLAGS), set(ports.values()))
+        others = _free_ports(len(_WEED_PORT_FLAGS), {self.port})
         ports.update(zip(_WEED_PORT_FLAGS, others, strict=True))
         ports["admin.port"] = _admin_port(set(ports.values()))
         return ports
 
-    def _previous_master_port(self) -> int | None:
-        # The master keeps its state in m<port>/: the same port again reuses it, where a new
-        # one would leave one more directory behind at every start.
-        previous = [path for path in self.data_dir.glob("m*") if path.name[1:].isdigit()]
-        if not previous:
-            return None
-        port = int(max(previous, key=lambda path: path.stat().st_mtime).name[1:])
-        return port if port != self.port and _bindable(port) else None
+    def _drop_old_master_state(self) -> None:
+        """The master keeps its raft state in m<port>/. Resumed, it starts as a follower and
+        turns the volume server's first heartbeat away: for seconds the volumes on disk are
+        unknown and reads of existing objects fail. A fresh master learns the volumes (and the
+        highest file key) from that heartbeat, so the old state goes instead of piling up."""
+        for path in self.data_dir.glob("m*"):
+            if path.name[1:].isdigit() and path.is_dir():
+                shutil.rmtree(path)
 
     def _argv(self) -> list[str]:
         return [
