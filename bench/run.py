@@ -13,7 +13,8 @@ left out of the medians. The gunicorn scenario (1 vs 2 workers) is not pinned: i
 PostgreSQL and Redis: BENCH_DATABASE_URL / BENCH_REDIS_URL, else TEST_DATABASE_URL /
 TEST_REDIS_URL, else embedded servers started here (keel_dev.embedded). The database BENCH_DB_NAME
 (default keel_bench_h) is dropped and recreated; Redis logical db BENCH_REDIS_DB (default 12) is
-flushed. Results: bench/results/<scenario>.json, summary.md, benchmarks.png.
+flushed. S3 (file transfers, bench/files.py): BENCH_S3_ENDPOINT_URL, else an embedded SeaweedFS.
+Results: bench/results/<scenario>.json, summary.md, benchmarks.png.
 Only 127.0.0.1 traffic; every run is bounded.
 """
 
@@ -38,6 +39,7 @@ import httpx
 import psutil
 from redis import Redis
 
+from bench import files as file_bench
 from bench import harness
 from bench.harness import Figure, Request, Run, Scenario, with_database, with_redis_db
 from keel.db.migrations import run_migrations
@@ -443,6 +445,7 @@ def main() -> int:
     with (
         tempfile.TemporaryDirectory(prefix="keel-bench-") as scratch,
         backing_services(Path(scratch)) as (database, redis),
+        file_bench.storage(Path(scratch)) as storage,
     ):
         env = Env(database, redis, cfg.pool, harness.free_port())
         data = seed(env)
@@ -457,6 +460,8 @@ def main() -> int:
         scenarios.append(workers(env, cfg, data, resources))
         print("\n## jobs", flush=True)
         scenarios.append(jobs(env, cfg))
+        print("\n## file transfers: API vs direct to storage", flush=True)
+        scenarios += file_bench.run(env.keel(), storage)
 
     harness.RESULTS.mkdir(parents=True, exist_ok=True)
     lines = [
