@@ -63,7 +63,8 @@ def newer_template(tmp_path: Path) -> Path:
 
 def test_a_newer_template_merges_into_a_changed_project(tmp_path: Path) -> None:
     project = tmp_path / "acme-orders"
-    generate(ROOT, "acme-orders", "--output", str(project), "--no-webhooks", "--no-worker")
+    options = ["--no-webhooks", "--no-files", "--no-worker"]
+    generate(ROOT, "acme-orders", "--output", str(project), *options)
     with (project / "README.md").open("a") as readme:
         readme.write(OWN_CHANGE)
     git(project, "commit", "-q", "-am", "our change")
