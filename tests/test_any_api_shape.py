@@ -113,13 +113,14 @@ def test_an_api_of_another_shape_passes_the_whole_suite(
         alembic = [python, "-m", "alembic"]
         run(project, *alembic, "upgrade", "head", env=database)
         message = "The articles and profiles tables."
-        run(project, *alembic, "revision", "--autogenerate", "-m", message, "--rev-id", "0004",
+        revision = f"{len(list((project / 'migrations/versions').glob('[0-9]*.py'))) + 1:04d}"
+        run(project, *alembic, "revision", "--autogenerate", "-m", message, "--rev-id", revision,
             env=database)  # fmt: skip
         run(project, *alembic, "upgrade", "head", env=database)
         run(project, *alembic, "check", env=database)
     finally:
         asyncio.run(drop_database(postgres_server_url, name))
-    migration = next((project / "migrations/versions").glob("0004_*.py"))
+    migration = next((project / "migrations/versions").glob(f"{revision}_*.py"))
     assert "articles" in migration.read_text()
     assert "profiles" in migration.read_text()
 

@@ -207,6 +207,12 @@ async def test_another_users_files_do_not_exist_for_them(
         "delete": await client.delete(one, headers=other.headers),
         "list": await client.get(url, headers=other.headers),
         "upload": await upload(client, url, other, png()),
+        "direct": await client.post(
+            f"{url}/direct",
+            json={"filename": "a.png", "content_type": "image/png", "size": 10, "sha256": "0" * 64},
+            headers=other.headers,
+        ),
+        "confirm": await client.post(f"{one}/confirm", headers=other.headers),
     }
 
     assert {name: answer.status_code for name, answer in answers.items()} == dict.fromkeys(
