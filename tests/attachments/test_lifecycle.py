@@ -17,6 +17,7 @@ from keel.jobs.metrics import JobMetrics
 from keel.settings import Settings
 from keel.storage import ObjectStore, StorageUnavailable
 from keel.storage.client import open_object_store
+from keel.worker import CRON_JOBS
 from tests.attachments.conftest import attachments_url, bucket_contents, pdf, png, sha256
 from tests.auth.accounts import Account
 from tests.helpers.database import TransactionBoundDatabase
@@ -167,3 +168,9 @@ async def test_files_that_no_attachment_names_are_swept(
 
 async def _one_chunk(data: bytes) -> AsyncIterator[bytes]:
     yield data
+
+
+def test_the_worker_runs_the_deletions_and_the_purge() -> None:
+    schedules = {function.__name__: schedule for function, schedule in CRON_JOBS}
+    assert schedules["delete_released_files"] == {"second": {5, 35}}
+    assert schedules["purge_stale_uploads"] == {"minute": {7, 22, 37, 52}, "second": {13}}

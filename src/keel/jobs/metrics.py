@@ -76,7 +76,11 @@ class JobMetrics:
         self.queue_depth = Gauge(
             "keel_arq_queue_depth", "Jobs waiting in the ARQ queue", ["queue"], registry=registry
         )
-        # feature: webhooks
+        self._declare_webhook_metrics(registry)  # feature: webhooks
+        self._declare_files_metrics(registry)  # feature: files
+
+    # feature: webhooks
+    def _declare_webhook_metrics(self, registry: CollectorRegistry) -> None:
         # `keel_webhook_deliveries_total{outcome}`, counted by keel.webhooks.tasks.
         self.webhook_deliveries = Counter(
             "keel_webhook_deliveries",
@@ -86,9 +90,8 @@ class JobMetrics:
         )
         for outcome in WEBHOOK_OUTCOMES:
             self.webhook_deliveries.labels(outcome)
-        # end feature: webhooks
-        self._declare_files_metrics(registry)  # feature: files
 
+    # end feature: webhooks
     # feature: files
     def _declare_files_metrics(self, registry: CollectorRegistry) -> None:
         # Set by keel.attachments.tasks.purge_stale_uploads.
