@@ -11,8 +11,6 @@ meanwhile: it checks with single reads, and records the file in a short transact
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import uuid
 
 from keel.attachments import repository as attachments_repo
@@ -92,9 +90,7 @@ async def _record(
             )
     finally:
         if attachment is None:
-            # Shielded: a cancelled request still removes what it stored. If the storage is
-            # down now, the worker's sweep of unrecorded objects does it later.
-            await asyncio.shield(_discard(storage, stored.key))
+            await storage.discard(stored.key)
     if attachment is None:
         raise QuotaExceeded(settings.file_quota_bytes)
     return attachment
@@ -173,11 +169,11 @@ async def confirm_direct_upload(
 
 async def _differences(storage: ObjectStore, attachment: Attachment) -> str | None:
     """How the stored object differs from what its upload announced, or None."""
-    found = await storage.head(attachment.object_key)
-    if found is None:
+    size = await storage.size_of(attachment.object_key)
+    if size is None:
         raise Conflict(NOT_UPLOADED)
-    if found.size != attachment.size:
-        return f"The file has {found.size} bytes, not the {attachment.size} announced."
+    if size != attachment.size:
+        return f"The file has {size} bytes, not the {attachment.size} announced."
     content_type = sniff(await storage.read_head(attachment.object_key))
     if content_type != attachment.content_type:
         return f"The file's content is {content_type or 'unknown'}, not {attachment.content_type}."
@@ -227,9 +223,3 @@ async def _visible_item(db: Reader, actor: Principal, item_id: uuid.UUID) -> Ite
     if item is None:
         raise NotFound(NO_ITEM)
     return item
-
-
-async def _discard(storage: ObjectStore, key: str) -> None:
-    # If the storage refuses now, the sweep of unrecorded objects deletes it later.
-    with contextlib.suppress(Exception):
-        await storage.delete([key])

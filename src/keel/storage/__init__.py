@@ -2,7 +2,6 @@
 
 from keel.storage.failures import StorageUnavailable
 from keel.storage.store import (
-    ObjectInfo,
     ObjectStore,
     ObjectStream,
     ObjectTooLarge,
@@ -12,7 +11,6 @@ from keel.storage.store import (
 )
 
 __all__ = [
-    "ObjectInfo",
     "ObjectStore",
     "ObjectStream",
     "ObjectTooLarge",

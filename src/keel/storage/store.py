@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import re
 from collections import Counter
@@ -63,13 +64,6 @@ class StoredObject:
     size: int
     sha256: str  # hex
     content_type: str
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectInfo:
-    size: int
-    content_type: str | None
-    last_modified: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,8 +226,8 @@ class ObjectStore:
 
     # --- reading ---
 
-    async def head(self, key: str) -> ObjectInfo | None:
-        """Size, type and age of the object, or None when there is none."""
+    async def size_of(self, key: str) -> int | None:
+        """The object's size in bytes, or None when there is none."""
         with outage_as_unavailable():
             try:
                 found = await self._client.head_object(Bucket=self.bucket, Key=key)
@@ -241,7 +235,7 @@ class ObjectStore:
                 if _is_missing(error):
                     return None
                 raise
-        return ObjectInfo(found["ContentLength"], found.get("ContentType"), found["LastModified"])
+        return found["ContentLength"]
 
     async def open(self, key: str, byte_range: str | None = None, *, size: int) -> ObjectStream:
         """Stream the object (`size` bytes), or the one range `byte_range` asks for."""
@@ -327,6 +321,13 @@ class ObjectStore:
             ]
             if failed:
                 raise RuntimeError(f"storage refused to delete {len(failed)} objects: {failed[0]}")
+
+    async def discard(self, key: str) -> None:
+        """Delete an object now if the storage lets us, whatever happens to the caller: shielded
+        from cancellation, and errors ignored (the worker's sweep of objects no row names
+        deletes what is left)."""
+        with contextlib.suppress(Exception):
+            await asyncio.shield(self.delete([key]))
 
     async def keys_older_than(self, prefix: str, before: datetime, limit: int) -> list[str]:
         """Up to `limit` keys under `prefix` last written before `before`."""
