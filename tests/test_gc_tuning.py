@@ -6,6 +6,8 @@ import asyncio
 import gc
 from typing import Any  # feature: worker
 
+import pytest
+
 from keel.gc_tuning import tuned_collector
 from keel.main import create_app
 from keel.settings import Settings
@@ -40,6 +42,7 @@ def test_switched_off_it_changes_nothing() -> None:
     assert gc.get_threshold() == before
 
 
+@pytest.mark.allow_loop_block  # the lifespan's full collection runs on the test's loop
 async def test_the_api_serves_with_the_tuned_collector(settings: Settings) -> None:
     before = gc.get_threshold()
     tuned = {"gc_freeze": True, "gc_young_threshold": 12_345}
@@ -57,6 +60,9 @@ async def test_the_api_serves_with_the_tuned_collector(settings: Settings) -> No
 
 
 # feature: worker
+# The worker's start-up and shutdown hooks run in the test's call phase; both collect the whole
+# test process's heap on its loop (gc.collect before freezing), past 100 ms on a busy machine.
+@pytest.mark.allow_loop_block
 async def test_the_worker_runs_its_jobs_with_the_tuned_collector(settings: Settings) -> None:
     before = gc.get_threshold()
     hooks = worker_settings(
