@@ -22,6 +22,9 @@ LOCK_ARGS_requirements-lowest.lock = --group dev --resolution lowest-direct \
 compile_lock = $(UV) pip compile pyproject.toml $(LOCK_FLAGS) $(LOCK_ARGS_$(1)) -o $(2)
 LOWEST_VENV := .venv-lowest
 LINT_PATHS := src tests migrations scripts
+# feature: realtime
+LINT_PATHS += examples
+# end feature: realtime
 
 .PHONY: help venv dev test test-lowest test-python lint format typecheck deploy-check compose-check lock lock-check migrate contract clean
 

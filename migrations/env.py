@@ -15,6 +15,7 @@ from keel.attachments import table as _attachments  # noqa: F401  # feature: fil
 # Each domain's tables join `metadata` when its table module is imported.
 from keel.db.schema import metadata
 from keel.items import table as _items  # noqa: F401  # feature: items
+from keel.realtime import table as _realtime  # noqa: F401  # feature: realtime
 from keel.settings import get_settings
 from keel.storage import table as _storage  # noqa: F401  # feature: files
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # `make new-check`: what `make new` writes works. Two projects under new names, everything on
-# and minimal (no example domain, webhooks, files, worker, tracing or rate limiter); in each: its own `make
-# lint typecheck test`, `make lock-check` (the minimal one's lock files were resolved again by
-# the generator) and `make deploy-check`, a grep for the template's name (only the README's
-# "Generated from" line may have it), and `make dev` until /readyz answers 200 on embedded
-# PostgreSQL and Redis. Prints the time from generation to a tested service per variant.
+# and minimal (no example domain, webhooks, files, real-time events, worker, tracing or rate
+# limiter); in each: its own `make lint typecheck test`, `make lock-check` (the minimal one's
+# lock files were resolved again by the generator) and `make deploy-check`, a grep for the
+# template's name (only the README's "Generated from" line may have it), and `make dev` until
+# /readyz answers 200 on embedded PostgreSQL and Redis. Prints the time from generation to a
+# tested service per variant.
 #   NEW_CHECK_DIR       where the projects go (default: a fresh temporary folder, removed after)
 #   NEW_CHECK_VARIANTS  "everything minimal" (default) or one of them
 #   PYTEST_ARGS         passed on to each project's `make test` (default: none, serially as
@@ -72,7 +73,7 @@ check_variant() {
   local variant=$1 name options project started
   case "${variant}" in
     everything) name=acme-orders; options=() ;;
-    minimal) name=tiny-ledger; options=(--no-items --no-webhooks --no-files --no-worker --no-tracing --no-ratelimit) ;;
+    minimal) name=tiny-ledger; options=(--no-items --no-webhooks --no-files --no-realtime --no-worker --no-tracing --no-ratelimit) ;;
     *) echo "unknown variant: ${variant}" >&2; return 2 ;;
   esac
   project="${WORK}/${name}"

@@ -133,6 +133,19 @@ def settings(
     redis_url: str,
     storage_settings: dict[str, Any],  # feature: files
 ) -> Settings:
+    return suite_settings(
+        database_url,
+        redis_url,
+        storage_settings,  # feature: files
+    )
+
+
+def suite_settings(
+    database_url: str,
+    redis_url: str,
+    storage_settings: dict[str, Any],  # feature: files
+) -> Settings:
+    """The settings of this test process's servers (`settings`; module-wide fixtures too)."""
     return Settings(
         _env_file=None,
         environment=Environment.TEST,
@@ -141,10 +154,32 @@ def settings(
         db_pool_min_size=1,
         db_pool_max_size=4,
         arq_queue_name=f"keel:test:{xdist_worker()}",  # feature: worker
+        realtime_channel=f"keel:test:{xdist_worker()}:realtime",  # feature: realtime
         **storage_settings,  # feature: files
         # The suite starts hundreds of apps in one process, and each freeze first runs a full
         # collection of the whole test process (~0.3 s). tests/test_gc_tuning.py turns it on.
         gc_freeze=False,
+    )
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A Redis of the test's own, for tests that stop and start it."""
+    with EmbeddedRedis(tmp_path / "redis") as server:
+        yield server
+
+
+@pytest.fixture
+def own_redis_settings(settings: Settings, own_redis: EmbeddedRedis) -> Settings:
+    """`settings` on `own_redis`, with short Redis budgets: with Redis down each request pays
+    them (refused connections fail fast anyway)."""
+    return settings.model_copy(
+        update={
+            "redis_url": own_redis.url,
+            "redis_socket_timeout": 0.3,
+            "redis_connect_timeout": 0.3,
+            "redis_retries": 0,
+        }
     )
 
 

@@ -110,6 +110,24 @@ FEATURES: tuple[Feature, ...] = (
         api_paths=("/api/v1/items/{item_id}/attachments",),
     ),
     Feature(
+        name="realtime",
+        summary="each user's domain events live over a WebSocket or SSE at /api/v1/events: "
+        "fan-out across processes through Redis, resume from the last event id, tickets, "
+        "slow-consumer and connection limits, a graceful drain",
+        default=True,
+        paths=(
+            "src/keel/realtime/",
+            "src/keel/api/v1/events.py",
+            "migrations/versions/0005_realtime.py",
+            "tests/realtime/",
+            "docs/realtime.md",
+            "examples/",
+        ),
+        requires=("items", "worker"),
+        metrics=("realtime_",),
+        api_paths=("/api/v1/events",),
+    ),
+    Feature(
         name="worker",
         summary="the ARQ worker process, its jobs API, manifests, alerts and metrics",
         default=True,

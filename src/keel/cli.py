@@ -49,6 +49,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         reload_dirs=[str(Path(__file__).parent)] if args.reload else None,
         loop="uvloop",
         http="httptools",
+        # feature: realtime
+        # As keel.gunicorn_worker: sans-I/O WebSockets without per-message deflate.
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+        # end feature: realtime
         access_log=False,  # one structured access line comes from our own middleware
         proxy_headers=False,
         timeout_graceful_shutdown=args.graceful_timeout,

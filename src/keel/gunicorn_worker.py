@@ -47,6 +47,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
 
+from keel import draining
+
 __all__ = [
     "LIFESPAN_SHUTDOWN_TIMEOUT",
     "QUICK_LIFESPAN_SHUTDOWN_TIMEOUT",
@@ -57,6 +59,8 @@ __all__ = [
     "drain_timeout_for",
 ]
 
+# Event streams get at most this long to write what is queued and their reconnect hint.
+STREAM_DRAIN_SECONDS = 3.0
 # graceful_timeout = drain + SHUTDOWN_RESERVE_SECONDS (gunicorn.conf.py computes it this way).
 SHUTDOWN_RESERVE_SECONDS = 5.0
 # What the reserve pays for: cancelled requests answer (CANCEL_GRACE), the lifespan shutdown
@@ -125,7 +129,12 @@ class DrainingServer(Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         started = time.monotonic()
-        self._stop_accepting(sockets)
+        self._stop_listening(sockets)
+        if not self.quick:
+            # Long-lived streams end the way their protocol says a restart should, before the
+            # connections are told to close (keel.draining).
+            await draining.drain(min(STREAM_DRAIN_SECONDS, self.drain_timeout / 2))
+        self._shutdown_connections()
         state = self.server_state
         if self.quick:
             logger.info("Quick shutdown: cancelling %d request(s)", len(state.tasks))
@@ -143,12 +152,14 @@ class DrainingServer(Server):
         await self._shutdown_lifespan()
         logger.info("Worker shutdown took %.2fs", time.monotonic() - started)
 
-    def _stop_accepting(self, sockets: list[socket.socket] | None) -> None:
-        """Stop listening, and tell each open connection (`DrainingHttpToolsProtocol.shutdown`)."""
+    def _stop_listening(self, sockets: list[socket.socket] | None) -> None:
         for server in self.servers:
             server.close()
         for sock in sockets or []:
             sock.close()
+
+    def _shutdown_connections(self) -> None:
+        """Tell each open connection (`DrainingHttpToolsProtocol.shutdown`)."""
         for connection in list(self.server_state.connections):
             connection.shutdown()
 
@@ -202,6 +213,13 @@ class KeelUvicornWorker(UvicornWorker):  # type: ignore[misc]  # gunicorn's base
         "access_log": False,
         "proxy_headers": False,
         "server_header": False,
+        # feature: realtime
+        # WebSockets (the events stream): the sans-I/O implementation, without per-message
+        # deflate, which more than doubles each idle socket's memory for events of a few
+        # hundred bytes (docs/realtime.md).
+        "ws": "websockets-sansio",
+        "ws_per_message_deflate": False,
+        # end feature: realtime
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -25,6 +25,12 @@ from keel.observability.blocking import LoopBlockDetector
 from keel.observability.logging import configure_logging
 from keel.observability.metrics import Metrics
 from keel.ratelimit import install_rate_limiting  # feature: ratelimit
+
+# feature: realtime
+from keel.realtime.gateway import EventsGateway
+from keel.realtime.hub import EventHub, open_hub
+
+# end feature: realtime
 from keel.resources import Resources, open_resources
 from keel.settings import Settings, get_settings
 
@@ -33,6 +39,7 @@ class LifespanState(TypedDict):
     """Copied into every request's `request.state` by Starlette."""
 
     resources: Resources
+    events: EventHub  # feature: realtime
 
 
 def _lifespan(
@@ -59,20 +66,19 @@ def _lifespan(
                 stack.enter_context(tracing.instrumented_clients(provider, resources))
             # end feature: tracing
             if metrics is not None:
-                resources.storage.export_metrics(metrics.registry)  # feature: files
-                refresher = asyncio.create_task(
-                    metrics.run_refresh(resources, settings.metrics_refresh_interval),
-                    name="keel-metrics-refresh",
-                )
-                stack.push_async_callback(_cancel, refresher)
+                _refresh_metrics(stack, resources, metrics)
+            events = open_hub(resources, metrics)  # one Redis subscription  # feature: realtime
+            state: LifespanState = {
+                "resources": resources,
+                "events": await stack.enter_async_context(events),  # feature: realtime
+            }
             # Last: the heap is complete now (and it thaws first at shutdown).
             stack.enter_context(
                 tuned_collector(
-                    freeze=settings.gc_freeze,
-                    young_threshold=settings.gc_young_threshold,
+                    freeze=settings.gc_freeze, young_threshold=settings.gc_young_threshold
                 )
             )
-            yield {"resources": resources}
+            yield state
 
     return lifespan
 
@@ -88,6 +94,15 @@ def _warm_up(app: FastAPI) -> None:
         pass
     if app.openapi_url:
         app.openapi()
+
+
+def _refresh_metrics(stack: AsyncExitStack, resources: Resources, metrics: Metrics) -> None:
+    resources.storage.export_metrics(metrics.registry)  # feature: files
+    refresher = asyncio.create_task(
+        metrics.run_refresh(resources, resources.settings.metrics_refresh_interval),
+        name="keel-metrics-refresh",
+    )
+    stack.push_async_callback(_cancel, refresher)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
@@ -145,6 +160,7 @@ def create_app(
     if provider is not None:
         tracing.instrument_app(app, provider, settings)
     # end feature: tracing
+    app.add_middleware(EventsGateway)  # outermost (keel.realtime.gateway)  # feature: realtime
     return app
 
 

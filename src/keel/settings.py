@@ -324,6 +324,35 @@ class Settings(BaseSettings):
 
     # end feature: files
 
+    # feature: realtime
+    # --- Real-time events (WebSocket and SSE at /api/v1/events; docs/realtime.md) ---
+    # Open streams one process holds, and one user holds in this process (each process counts its
+    # own); past either, a new stream is refused with a 503 / 429 (WebSocket: 1013).
+    realtime_max_connections_per_process: int = Field(default=10_000, ge=1)
+    realtime_max_connections_per_user: int = Field(default=20, ge=1)
+    # Events waiting to be written to one client; a client this far behind is dropped (1013)
+    # instead of slowing the others or growing without bound.
+    realtime_queue_limit: int = Field(default=256, ge=1)
+    # SSE heartbeat comments: a write to a peer that is gone fails and ends its stream (WebSocket:
+    # uvicorn's protocol pings, every 20 s, answered within 20 s).
+    realtime_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    # A WebSocket must authenticate (its first message) within this long.
+    realtime_auth_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Single-use tickets (POST /api/v1/events/tickets) expire after this long.
+    realtime_ticket_ttl_seconds: int = Field(default=30, ge=1, le=600)
+    # How often each process checks that the sessions of its open streams are still valid.
+    realtime_session_check_seconds: float = Field(default=5.0, gt=0)
+    # Events are kept this long for clients that reconnect with their last event id.
+    realtime_retention_seconds: int = Field(default=3_600, ge=60)
+    # The relay (worker) sequences and publishes committed events at least this often.
+    realtime_relay_interval_seconds: float = Field(default=1.0, gt=0)
+    # On shutdown clients are told to reconnect after a random delay up to this long.
+    realtime_reconnect_spread_seconds: float = Field(default=10.0, gt=0)
+    # The Redis pub/sub channel events are fanned out on. Channels ignore the Redis database
+    # number: services (or test runs) that share one Redis need names of their own.
+    realtime_channel: str = "keel:realtime"
+    # end feature: realtime
+
     # --- Auth and domain ---
     # Access tokens are verified with exactly this algorithm (the allow-list is this one entry).
     jwt_algorithm: JwtAlgorithm = "HS256"

@@ -26,6 +26,12 @@ from keel.housekeeping.tasks import database_clock, purge_expired_records
 from keel.jobs.context import with_job_context
 from keel.jobs.metrics import JobMetrics, MetricsServer
 from keel.observability.logging import configure_logging
+
+# feature: realtime
+from keel.realtime import tasks as realtime_tasks
+from keel.realtime.relay import EventRelay
+
+# end feature: realtime
 from keel.resources import open_resources, redis_retry
 from keel.settings import Settings
 from keel.webhooks import tasks as webhook_tasks  # feature: webhooks
@@ -50,6 +56,12 @@ CRON_JOBS: list[tuple[Callable[..., Awaitable[Any]], dict[str, Any]]] = [
     (attachment_tasks.delete_released_files, {"second": {5, 35}}),
     (attachment_tasks.purge_stale_uploads, {"minute": {7, 22, 37, 52}, "second": {13}}),
     # end feature: files
+    # feature: realtime
+    (
+        realtime_tasks.purge_old_events,
+        {"minute": set(range(2, 60, 5)), "second": {47}},
+    ),
+    # end feature: realtime
 ]
 # `keel worker --check` answers within this budget, whatever state Redis is in.
 CHECK_TIMEOUT_SECONDS = 8.0
@@ -118,6 +130,11 @@ def _on_startup(settings: Settings, metrics: JobMetrics) -> Any:
         relay.start()
         stack.push_async_callback(relay.stop)
         # end feature: webhooks
+        # feature: realtime
+        events = EventRelay(resources)
+        events.start()
+        stack.push_async_callback(events.stop)
+        # end feature: realtime
         # Last, as in the API's lifespan: the start-up heap is complete (keel.gc_tuning).
         stack.enter_context(
             tuned_collector(freeze=settings.gc_freeze, young_threshold=settings.gc_young_threshold)

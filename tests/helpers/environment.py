@@ -18,6 +18,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "DATABASE_URL": settings.database_url,
         "REDIS_URL": settings.redis_url,
         "ARQ_QUEUE_NAME": settings.arq_queue_name,  # feature: worker
+        "REALTIME_CHANNEL": settings.realtime_channel,  # feature: realtime
         "LOG_JSON": "true",
         **_storage_env(settings),  # feature: files
     }

@@ -42,6 +42,14 @@ def served_app(
         **(environment or {}),
     }
     command = [sys.executable, "-m", "uvicorn", "keel.main:create_app", "--factory"]
+    # feature: realtime
+    command += [
+        "--ws",
+        "websockets-sansio",
+        "--ws-per-message-deflate",
+        "false",
+    ]
+    # end feature: realtime
     with log.open("wb") as output:
         process = subprocess.Popen(
             [*command, "--fd", str(listener.fileno()), "--no-access-log"],

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from keel.db.database import Writer
 from keel.kit import events
+from tests.auth.accounts import Account
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +37,7 @@ def test_types_are_registered_once_and_named_resource_dot_event() -> None:
 
 
 async def test_record_hands_the_event_to_subscribers_inside_the_transaction(
-    db_connection: asyncpg.Connection,
+    db_connection: asyncpg.Connection, account: Account
 ) -> None:
     received: list[tuple[events.Event, bool]] = []
 
@@ -46,7 +47,7 @@ async def test_record_hands_the_event_to_subscribers_inside_the_transaction(
 
     events.subscribe(subscriber)
     events.subscribe(subscriber)  # once is enough
-    owner = uuid.uuid4()
+    owner = account.id  # an event concerns a user: the event log refers to them
     note = Note(id=uuid.uuid4(), body="hello")
     try:
         recorded = await events.record(db_connection, "note.pinned", owner_id=owner, data=note)

@@ -33,12 +33,13 @@ MINIMAL = [
     "--no-items",
     "--no-webhooks",
     "--no-files",
+    "--no-realtime",
     "--no-worker",
     "--no-tracing",
     "--no-ratelimit",
 ]
 # The worker with only its housekeeping jobs; its dependencies are the template's.
-WORKER_ALONE = ["--no-items", "--no-webhooks", "--no-files"]
+WORKER_ALONE = ["--no-items", "--no-webhooks", "--no-files", "--no-realtime"]
 
 
 @pytest.mark.parametrize(
@@ -111,7 +112,8 @@ def test_a_marker_naming_no_feature_is_an_error() -> None:
 def test_answers_come_from_flags_then_the_file_then_defaults(tmp_path: Path) -> None:
     answers = tmp_path / ANSWERS_FILE
     answers.write_text(
-        'name = "acme-orders"\n[features]\nwebhooks = false\nfiles = false\nworker = false\n'
+        'name = "acme-orders"\n[features]\nwebhooks = false\nfiles = false\n'
+        "realtime = false\nworker = false\n"
     )
     chosen = resolve(None, {"items": None}, read_answers_file(answers), ask=None)
     assert chosen.name == "acme-orders"
@@ -128,7 +130,7 @@ def test_an_answers_file_with_an_unknown_key_is_refused(tmp_path: Path) -> None:
 
 
 def test_prompts_ask_each_feature_in_a_terminal() -> None:
-    replies = iter(["acme-orders", "", "n", "n", "n", "n", "n"])
+    replies = iter(["acme-orders", "", "n", "n", "n", "n", "n", "n"])
     chosen = resolve(None, {}, {}, ask=lambda question: next(replies))
     assert chosen.enabled == {"items"}
 
@@ -196,7 +198,12 @@ def test_without_the_rate_limiter_only_the_routes_own_429s_stay_documented() -> 
 # minimal (no rate limiter either).
 @pytest.fixture(
     scope="module",
-    params=[[], ["--no-webhooks", "--no-files", "--no-worker"], WORKER_ALONE, MINIMAL],
+    params=[
+        [],
+        ["--no-webhooks", "--no-files", "--no-realtime", "--no-worker"],
+        WORKER_ALONE,
+        MINIMAL,
+    ],
     ids=["everything", "no-worker", "worker-alone", "minimal"],
 )
 def generated(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -304,6 +311,7 @@ def test_disabled_features_leave_nothing_of_theirs(generated: Path) -> None:
     answers = read_answers_file(generated / ANSWERS_FILE)
     features = answers["features"]
     assert isinstance(features, dict)
+    skipped_always = {*LOCK_FILES, ANSWERS_FILE}
     for feature in FEATURES:
         owned = [rename(path, NAME) for path in feature.paths]
         present = [path for path in owned if (generated / path).exists()]
@@ -330,6 +338,13 @@ def test_disabled_features_leave_nothing_of_theirs(generated: Path) -> None:
         assert (
             _mentions(generated, files, r"s3_endpoint|aiobotocore|seaweed|object_deletions") == []
         )
+    if not features["realtime"]:
+        # The README's list of what was left out names it, with its summary, on purpose.
+        files = [path for path in generated.rglob("*") if path.name not in skipped_always]
+        found = _mentions(
+            generated, files, r"realtime|/api/v1/events|websockets(?:-sansio|[>=])|ws_per_message"
+        )
+        assert [line for line in found if ", left out: " not in line] == []
     if not features["ratelimit"]:
         # The answers file and the README's list of what was left out name it, on purpose.
         skipped = {*LOCK_FILES, ANSWERS_FILE, "README.md"}
@@ -355,6 +370,15 @@ PROSE_TELLS = {
     "worker": ("ARQ_QUEUE_NAME", "WORKER_METRICS_PORT", "acme-orders worker", "ARQ worker"),
     "ratelimit": ("RATE_LIMIT_", "ratelimit", "slowapi", "rate limiter"),
     "files": ("S3_ENDPOINT_URL", "FILE_MAX_SIZE", "/attachments", "SeaweedFS", "aiobotocore"),
+    "realtime": (
+        "REALTIME_",
+        "/api/v1/events",
+        "realtime.md",
+        "WebSocket",
+        "websockets",
+        "Server-Sent Events",
+        "EventSource",
+    ),
 }
 
 
@@ -407,6 +431,16 @@ CODE_TELLS = {
         r"\.attachments\b",
         r"\bFILE_[A-Z_]+",
     ),
+    "realtime": (
+        r"(?i)realtime",
+        r"(?i)real-time",
+        r"/api/v1/events",
+        r"\bEvent(?:Hub|Relay|sGateway)\b",
+        r"\bevents stream\b",
+        r"\bWebSockets\b",
+        r"\bSSE\b",
+        r"websockets-sansio|ws_per_message_deflate",
+    ),
 }
 
 
@@ -437,6 +471,7 @@ def test_the_dependencies_of_features_left_out_leave_pyproject(generated: Path) 
         bool({name for name in names if name.startswith("opentelemetry")}) == (features["tracing"])
     )
     assert ("slowapi" in names) == ("limits" in names) == features["ratelimit"]
+    assert ("websockets" in names) == features["realtime"]
 
 
 def test_lock_files_are_resolved_again_only_when_the_dependencies_change(tmp_path: Path) -> None:
@@ -447,9 +482,10 @@ def test_lock_files_are_resolved_again_only_when_the_dependencies_change(tmp_pat
         ("no-items", everything - {"items"}, False),
         ("no-webhooks", everything - {"webhooks"}, False),
         ("no-files", everything - {"files"}, True),
+        ("no-realtime", everything - {"realtime"}, True),
         ("no-tracing", everything - {"tracing"}, True),
         ("no-ratelimit", everything - {"ratelimit"}, True),
-        ("no-worker", everything - {"webhooks", "files", "worker"}, True),
+        ("no-worker", everything - {"webhooks", "files", "realtime", "worker"}, True),
     ):
         project = tmp_path / name
         project.mkdir()
@@ -472,7 +508,7 @@ def test_lock_files_are_resolved_when_tracing_and_the_worker_are_off(tmp_path: P
     """The real thing, once: the project's `make lock` run by the generator, then its own
     `make lock-check` (uv from the project's .tools; ~25 s)."""
     target = tmp_path / "acme-orders"
-    options = ["--no-webhooks", "--no-files", "--no-worker", "--no-tracing"]
+    options = ["--no-webhooks", "--no-files", "--no-realtime", "--no-worker", "--no-tracing"]
     argv = ["acme-orders", "--output", str(target), "--no-input", "--no-git", "--no-format"]
     assert cli.main([*argv, *options]) == 0
     checked = subprocess.run(
@@ -483,6 +519,7 @@ def test_lock_files_are_resolved_when_tracing_and_the_worker_are_off(tmp_path: P
         pinned = (target / lock).read_text()
         assert "\narq==" not in pinned, lock
         assert "opentelemetry-sdk==" not in pinned, lock
+        assert "\nwebsockets==" not in pinned, lock
         assert (target / lock).read_text() != rename((ROOT / lock).read_text(), NAME), lock
 
 

@@ -63,7 +63,7 @@ def newer_template(tmp_path: Path) -> Path:
 
 def test_a_newer_template_merges_into_a_changed_project(tmp_path: Path) -> None:
     project = tmp_path / "acme-orders"
-    options = ["--no-webhooks", "--no-files", "--no-worker"]
+    options = ["--no-webhooks", "--no-files", "--no-realtime", "--no-worker"]
     generate(ROOT, "acme-orders", "--output", str(project), *options)
     with (project / "README.md").open("a") as readme:
         readme.write(OWN_CHANGE)

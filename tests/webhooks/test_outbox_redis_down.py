@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import asyncpg
 import pytest
@@ -27,23 +26,8 @@ StartWorker = Callable[..., WorkerProcess]
 
 
 @pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    with EmbeddedRedis(tmp_path / "redis") as server:
-        yield server
-
-
-@pytest.fixture
-def settings(settings: Settings, own_redis: EmbeddedRedis) -> Settings:
-    # Short Redis budgets: with Redis down each request pays them (refused connections fail
-    # fast anyway).
-    return settings.model_copy(
-        update={
-            "redis_url": own_redis.url,
-            "redis_socket_timeout": 0.3,
-            "redis_connect_timeout": 0.3,
-            "redis_retries": 0,
-        }
-    )
+def settings(own_redis_settings: Settings) -> Settings:
+    return own_redis_settings
 
 
 async def test_items_commit_while_redis_is_down_and_every_delivery_arrives_once_it_is_back(

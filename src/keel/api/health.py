@@ -26,6 +26,22 @@ class Readiness(BaseModel):
     checks: dict[str, CheckStatus]
 
 
+# What each failing dependency degrades, in the 503's `degraded` (docs/resilience.md).
+DEGRADED_WHEN_FAILING = {
+    "database": "Requests that read or write data answer 503; nothing is half-written.",
+    "redis": " ".join(
+        [
+            "Rate limits count in each process.",  # feature: ratelimit
+            "Sessions are checked in PostgreSQL.",
+            # feature: realtime
+            "Event streams stay open; events committed meanwhile arrive once Redis is back,",
+            "and new streams need a token rather than a ticket.",
+            # end feature: realtime
+        ]
+    ),
+}
+
+
 class NotReady(DependencyUnavailable):
     type = "/problems/not-ready"
 
@@ -62,5 +78,6 @@ async def readyz(resources: ResourcesDep) -> Readiness:
     if failing:
         error = NotReady(", ".join(failing), detail=f"failing: {', '.join(failing)}")
         error.extensions["checks"] = checks
+        error.extensions["degraded"] = {name: DEGRADED_WHEN_FAILING[name] for name in failing}
         raise error
     return Readiness(checks=checks)

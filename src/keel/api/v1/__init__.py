@@ -10,6 +10,7 @@ from keel.api.surface import ApiSurface
 from keel.api.v1 import (
     attachments,  # feature: files
     auth,
+    events,  # feature: realtime
     items,  # feature: items
     jobs,  # feature: worker
     users,
@@ -26,3 +27,4 @@ router.include_router(users.router)
 router.include_router(users.admin_router)
 router.include_router(webhooks.router)  # feature: webhooks
 router.include_router(jobs.router)  # feature: worker
+router.include_router(events.router)  # feature: realtime
