@@ -39,6 +39,7 @@ import httpx
 import psutil
 from redis import Redis
 
+from bench import events as event_bench
 from bench import files as file_bench
 from bench import harness
 from bench.harness import Figure, Request, Run, Scenario, with_database, with_redis_db
@@ -462,6 +463,8 @@ def main() -> int:
         scenarios.append(jobs(env, cfg))
         print("\n## file transfers: API vs direct to storage", flush=True)
         scenarios += file_bench.run(env.keel(), storage)
+        print("\n## real-time events: Keel vs Starlette + Redis pub/sub", flush=True)
+        scenarios += event_bench.run(env.keel(), data.token)
 
     harness.RESULTS.mkdir(parents=True, exist_ok=True)
     lines = [
