@@ -21,8 +21,8 @@ from tests.realtime.stack import Stack, running_stack, sign_up
 pytestmark = pytest.mark.slow
 
 FAST_CLIENTS = 50
-# 16 KB events, 5 MB in all: more than the kernel buffers between the server and a client that
-# stopped reading can hold (the server's send buffer grows up to 4 MB).
+# The slow client's events: 16 KB each, 5 MB in all, more than the kernel buffers between the
+# server and a client that stopped reading can hold (the server's send buffer grows to 4 MB).
 EVENTS = 320
 PADDING = "x" * 16_000
 
@@ -34,7 +34,6 @@ def stack(settings: Settings, tmp_path: Path) -> Iterator[Stack]:
         tmp_path,
         REALTIME_QUEUE_LIMIT="16",
         REALTIME_MAX_CONNECTIONS_PER_USER="100",
-        WEB_CONCURRENCY="1",
     ) as running:
         yield running
 
@@ -42,16 +41,20 @@ def stack(settings: Settings, tmp_path: Path) -> Iterator[Stack]:
 async def test_a_slow_consumer_is_dropped_while_fast_ones_receive_everything(
     stack: Stack, database_url: str
 ) -> None:
+    # Bob's one stream stops reading; Alice's 50 read. Their events interleave through the same
+    # fan-out: Bob's are large (his buffers fill), Alice's small (the test reads them all).
     async with httpx.AsyncClient(base_url=stack.base, timeout=10) as client:
-        alice = await sign_up(client, "alice")
-        owner = (await client.get("/api/v1/users/me", headers=alice)).json()["id"]
-    token = token_of(alice)
-    fast = [await ws_open(stack.ws_url, token) for _ in range(FAST_CLIENTS)]
-    slow = await _slow_client(stack, token)
+        alice, bob = await sign_up(client, "alice"), await sign_up(client, "bob")
+        owners = [
+            uuid.UUID((await client.get("/api/v1/users/me", headers=h)).json()["id"])
+            for h in (alice, bob)
+        ]
+    fast = [await ws_open(stack.ws_url, token_of(alice)) for _ in range(FAST_CLIENTS)]
+    slow = await _slow_client(stack, token_of(bob))
     try:
         for each in [*fast, slow]:
             assert (await ws_next(each))["type"] == "stream.ready"
-        await _record_events(database_url, uuid.UUID(owner), EVENTS)
+        await _record_events(database_url, *owners, EVENTS)
         received = await asyncio.gather(*(ws_events(each, EVENTS, within=30) for each in fast))
         code = await _close_code_after_reading(slow)
         async with httpx.AsyncClient(base_url=stack.base, timeout=10) as client:
@@ -86,19 +89,24 @@ async def _slow_client(stack: Stack, token: str) -> ClientConnection:
     return connection
 
 
-async def _record_events(database_url: str, owner: uuid.UUID, count: int) -> None:
-    """A burst of committed events, as any domain's writes would record them."""
+async def _record_events(
+    database_url: str, fast_owner: uuid.UUID, slow_owner: uuid.UUID, count: int
+) -> None:
+    """A burst of committed events for both owners, alternating, as domain writes record them."""
     connection = await asyncpg.connect(database_url)
     try:
         await connection.execute(
             """
             INSERT INTO realtime_events (owner_id, type, data, occurred_at)
-            SELECT $1, 'item.updated', jsonb_build_object('n', n, 'padding', $2::text), now()
-            FROM generate_series(1, $3) AS n
+            SELECT owner, 'item.updated', jsonb_build_object('n', n, 'padding', padding), now()
+            FROM generate_series(1, $3) AS n,
+                 (VALUES (1, $1::uuid, ''), (2, $2::uuid, $4::text)) AS o(turn, owner, padding)
+            ORDER BY n, turn
             """,
-            owner,
-            PADDING,
+            fast_owner,
+            slow_owner,
             count,
+            PADDING,
         )
         await connection.execute("NOTIFY keel_realtime")
     finally:
