@@ -58,8 +58,8 @@ def parse_event_id(raw: str | None) -> int | None:
 
 
 def check_origin(request: Request, allowed: list[str]) -> None:
-    """Browsers send `Origin`; a page of another site must not open a stream with its user's
-    cookies-free ticket or token either, unless CORS_ORIGINS lets that site call the API."""
+    """Browsers send `Origin`: a page of another site opens no stream (WebSockets are not
+    bound by CORS), unless CORS_ORIGINS lets that site call the API."""
     origin = request.headers.get("origin")
     if origin is None:
         return  # not a browser, or a same-origin GET

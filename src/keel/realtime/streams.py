@@ -152,7 +152,7 @@ class Stream:
         self.finish(SESSION_REVOKED)
 
     def abort(self, closing: Closing) -> None:
-        """End now, discarding the backlog (slow consumer, revoked session)."""
+        """End now, discarding the backlog (a slow consumer, a client that is gone)."""
         if self.closing is not None:
             return
         self.closing = closing
