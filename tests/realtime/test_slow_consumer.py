@@ -54,7 +54,7 @@ async def test_a_slow_consumer_is_dropped_while_fast_ones_receive_everything(
     try:
         for each in [*fast, slow]:
             assert (await ws_next(each))["type"] == "stream.ready"
-        await _record_events(database_url, *owners, EVENTS)
+        await _record_events(database_url, owners[0], owners[1], EVENTS)
         received = await asyncio.gather(*(ws_events(each, EVENTS, within=30) for each in fast))
         code = await _close_code_after_reading(slow)
         async with httpx.AsyncClient(base_url=stack.base, timeout=10) as client:

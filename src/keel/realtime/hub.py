@@ -24,6 +24,8 @@ from collections.abc import AsyncIterator
 import structlog
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from starlette.types import Send
 
@@ -57,6 +59,34 @@ class Refused(Exception):
         self.detail = detail
 
 
+class Subscription:
+    """One Redis connection subscribed to REALTIME_CHANNEL."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._channel = settings.realtime_channel
+        # The socket timeout bounds connecting and subscribing (a Redis that is shutting down
+        # can accept a connection and never answer); waiting for messages has its own timeout.
+        # No retries inside redis-py: a reconnection it made by itself would resubscribe
+        # silently, and the hub would not read back what was published meanwhile.
+        self._redis = Redis.from_url(
+            settings.redis_url,
+            socket_connect_timeout=settings.redis_connect_timeout,
+            socket_timeout=settings.redis_socket_timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+        self.pubsub = self._redis.pubsub()
+
+    async def open(self) -> None:
+        await self.pubsub.subscribe(self._channel)
+
+    async def close(self) -> None:
+        # Bounded: closing a connection to a Redis that went away must not hang the loop.
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(SUBSCRIBE_SECONDS):
+                await self.pubsub.aclose()
+                await self._redis.aclose()
+
+
 class EventHub:
     def __init__(self, settings: Settings, db: Database, metrics: RealtimeMetrics) -> None:
         self._settings = settings
@@ -64,10 +94,11 @@ class EventHub:
         self.metrics = metrics
         self._by_owner: dict[str, set[Stream]] = {}
         self._count = 0
-        # The last position routed; None until the first message: what was published before
-        # this process subscribed is not owed to streams it did not have.
+        # The last position routed; it starts where the relay had published when this process
+        # first subscribed (what came before is not owed to streams it did not have yet).
         self._position: int | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._subscription: Subscription | None = None
         self.draining = False
         self.subscribed = False
         self._stopping = False
@@ -76,12 +107,29 @@ class EventHub:
     # --- Life cycle (the app's lifespan) ---
 
     async def start(self) -> None:
+        self._subscription = await self._first_subscription()
         for name, job in (
-            ("subscription", self._subscribe_forever),
-            ("sessions", self._check_sessions_forever),
-            ("heartbeats", self._heartbeats_forever),
+            ("subscription", self._subscribe_forever()),
+            ("sessions", self._check_sessions_forever()),
+            ("heartbeats", self._heartbeats_forever()),
         ):
-            self._tasks.append(asyncio.create_task(job(), name=f"keel-realtime-{name}"))
+            self._tasks.append(asyncio.create_task(job, name=f"keel-realtime-{name}"))
+
+    async def _first_subscription(self) -> Subscription | None:
+        """Subscribe, then read how far the relay has published: from there on every event
+        reaches this process. Part of start-up, so no stream opens before it; None when Redis
+        or PostgreSQL is down (the subscription loop does it once they are back)."""
+        subscription = Subscription(self._settings)
+        try:
+            async with asyncio.timeout(SUBSCRIBE_SECONDS):
+                await subscription.open()
+                self._position = await repo.published_position(self._db)
+        except Exception as error:  # a dependency down at start: the loop retries
+            log.warning("events subscription not ready at start", error=repr(error))
+            await subscription.close()
+            return None
+        self.subscribed = True
+        return subscription
 
     async def stop(self) -> None:
         # redis-py can turn a cancellation that lands on a read's own timeout into a
@@ -93,6 +141,7 @@ class EventHub:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=STOP_SECONDS)
         self._tasks.clear()
+        await self._unsubscribe()  # a task cancelled before it ran never closed it
 
     async def drain(self) -> None:
         """Tell every client to reconnect elsewhere, spread over REALTIME_RECONNECT_SPREAD_SECONDS,
@@ -169,8 +218,7 @@ class EventHub:
 
     async def _received(self, raw: bytes) -> None:
         event = frames.parse_published(raw)
-        if self._position is None:
-            self._position = event.position - 1
+        assert self._position is not None  # set before any subscription listens
         if event.position <= self._position:
             return  # published twice
         if event.position > self._position + 1:
@@ -194,48 +242,50 @@ class EventHub:
         backoff = 0.1
         while not self._stopping:
             try:
-                await self._subscribed()
+                if self._subscription is None:
+                    self._subscription = await self._resubscribe()
+                await self._listen(self._subscription.pubsub)
             except (RedisError, OSError, TimeoutError) as error:
                 log.warning(
                     "events subscription lost; resubscribing", error=repr(error), in_s=backoff
                 )
             except Exception as error:  # PostgreSQL down during a catch-up: same remedy
                 log.warning("events catch-up failed; retrying", error=repr(error), in_s=backoff)
+            finally:  # also when the hub stops (cancelled)
+                await self._unsubscribe()
             if self.subscribed:  # it worked until now: the next attempt comes quickly
                 backoff = 0.1
             self.subscribed = False
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 
-    async def _subscribed(self) -> None:
-        """Subscribe, catch up on what was published meanwhile, then deliver as it comes."""
-        # The socket timeout bounds connecting and subscribing (a Redis that is shutting down
-        # can accept a connection and never answer); waiting for messages has its own timeout.
-        redis = Redis.from_url(
-            self._settings.redis_url,
-            socket_connect_timeout=self._settings.redis_connect_timeout,
-            socket_timeout=self._settings.redis_socket_timeout,
-        )
-        pubsub = redis.pubsub()
+    async def _unsubscribe(self) -> None:
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            await subscription.close()
+
+    async def _resubscribe(self) -> Subscription:
+        """Subscribe again, then read from PostgreSQL what was published while not subscribed."""
+        subscription = Subscription(self._settings)
         try:
             async with asyncio.timeout(SUBSCRIBE_SECONDS):
-                await pubsub.subscribe(self._settings.realtime_channel)
+                await subscription.open()
+            if self._position is None:  # never subscribed: start from now
+                self._position = await repo.published_position(self._db)
             self.subscribed = True
             log.info("events subscription ready", caught_up_from=self._position)
-            await self._catch_up()  # what was published while not subscribed
-            await self._listen(pubsub)
-        finally:
-            # Bounded: closing a connection to a Redis that went away must not hang the loop.
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(SUBSCRIBE_SECONDS):
-                    await pubsub.aclose()
-                    await redis.aclose()
+            await self._catch_up()
+        except BaseException:
+            await subscription.close()
+            raise
+        return subscription
 
     async def _listen(self, pubsub: PubSub) -> None:
         last_heard = time.monotonic()
         next_ping = last_heard + PING_SECONDS
         while not self._stopping:
-            message = await pubsub.get_message(timeout=WAKE_SECONDS)
+            async with asyncio.timeout(WAKE_SECONDS + self._settings.redis_socket_timeout + 1):
+                message = await pubsub.get_message(timeout=WAKE_SECONDS)
             now = time.monotonic()
             if message is not None:
                 last_heard = now

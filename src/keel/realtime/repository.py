@@ -108,6 +108,12 @@ async def mark_published(db: Writer, through: int) -> None:
     )
 
 
+async def published_position(db: Reader) -> int:
+    """How far the relay has published: where a process that subscribes now starts."""
+    position: int = await db.fetchval("SELECT published FROM realtime_relay WHERE id = 1")
+    return position
+
+
 async def events_after_position(db: Reader, after: int, limit: int) -> list[LoggedEvent]:
     """Every owner's events after `after`, in position order (a process catching up)."""
     rows = await db.fetch(
