@@ -15,7 +15,7 @@ from __future__ import annotations
 import structlog
 from opentelemetry import trace  # feature: tracing
 from opentelemetry.trace import Status, StatusCode  # feature: tracing
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keel.problems import unhandled_error_response
@@ -42,6 +42,10 @@ class UnhandledErrorMiddleware:
 
         try:
             await self.app(scope, receive, send_tracking)
+        except ClientDisconnect:
+            # The client went away while its body was being read (an upload cut short): no
+            # one is left to answer, and it is not the service's error.
+            log.info("client disconnected mid-request", method=scope["method"], path=scope["path"])
         except Exception as exc:
             log.error(
                 "unhandled exception",
