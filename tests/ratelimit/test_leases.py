@@ -34,6 +34,7 @@ from tests.helpers.lifespan import LifespanManager
 from tests.helpers.tcp_proxy import TcpProxy
 
 PREFIX = "test:lease"
+COUNTING_TIMEOUT = 5.0
 
 
 class Process:
@@ -57,13 +58,16 @@ ProcessFactory = Callable[[], Awaitable[Process]]
 @pytest.fixture
 async def processes(settings: Settings, redis: Redis) -> AsyncIterator[ProcessFactory]:
     async with AsyncExitStack() as stack:
+        # These tests count; they do not time. A generous timeout keeps a busy CI machine's slow
+        # Redis reply from turning into a fail-open miscount (seen at the production 0.25 s).
+        patient = settings.model_copy(update={"redis_fast_timeout": COUNTING_TIMEOUT})
 
         async def start() -> Process:
-            pool = create_fast_redis_pool(settings)
+            pool = create_fast_redis_pool(patient)
             stack.push_async_callback(pool.aclose)
             client = Redis(connection_pool=pool)
             stack.push_async_callback(client.aclose)
-            guard = FailOpenRedis(client, timeout=0.25, retry_interval=5)
+            guard = FailOpenRedis(client, timeout=COUNTING_TIMEOUT, retry_interval=5)
             stack.push_async_callback(guard.aclose)
             return Process(guard)
 
