@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import structlog
 from starlette.middleware import Middleware
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keel.middleware.access_log import AccessLog
 from keel.middleware.cache import CacheHeaders
@@ -190,6 +191,37 @@ async def test_an_app_that_raises_before_responding_is_counted_and_logged_as_500
     assert current_request_id() is None
     structlog.get_logger("test").info("after")
     assert "request_id" not in logs[-1]
+
+
+async def test_a_client_gone_mid_body_is_counted_and_logged_as_499_not_500() -> None:
+    """An upload cut short is the client's doing: it must not feed the 5xx ratio alert."""
+    metrics, log = Metrics(), Recorder()
+
+    async def reads_the_body(scope: Scope, receive: Receive, send: Send) -> None:
+        async for _ in Request(scope, receive).stream():
+            pass
+        await send({"type": "http.response.start", "status": 201, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    # One chunk with more to come, then the server's disconnect: Starlette's ClientDisconnect.
+    arriving: list[Message] = [
+        {"type": "http.request", "body": b"part", "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return arriving.pop(0)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    edge = keel_concerns(UnhandledErrorMiddleware(reads_the_body), metrics, log)
+    await edge(http_scope("POST"), receive, send)
+    assert sent == []
+    assert counted(metrics) == {("POST", "unmatched", "499"): 1.0}
+    assert [(event, fields["status"]) for event, fields in log.lines] == [("request", 499)]
+    assert in_progress(metrics) == 0
 
 
 class TestWithCors:

@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from keel.middleware.composed import mark_client_gone
 from keel.problems import payload_too_large_response
 
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
@@ -127,7 +128,8 @@ class BodyLimitMiddleware:
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                return  # the client went away before sending the whole body
+                mark_client_gone(scope)  # it went away before sending the whole body
+                return
             body: bytes = message.get("body", b"")
             total += len(body)
             if total > limit:

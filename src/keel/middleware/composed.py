@@ -29,6 +29,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ResponseHeaders = list[tuple[bytes, bytes]]
 
+# nginx's "client closed request": the client went away before anything was answered. Not a
+# server error, so it must not count towards the 5xx ratio an alert pages on.
+CLIENT_CLOSED_REQUEST = 499
+_CLIENT_GONE = "keel.client_gone"
+
+
+def mark_client_gone(scope: Scope) -> None:
+    """Record that the client went away before any answer: the request finishes as 499."""
+    scope[_CLIENT_GONE] = True
+
 
 class Concern:
     """Override the hooks the concern needs; the layer calls only the overridden ones."""
@@ -41,8 +51,9 @@ class Concern:
         for this response, mutated in place (append to add, replace to merge)."""
 
     def on_finish(self, scope: Scope, status: int, seconds: float) -> None:
-        """After the app returned or raised. `status` is the status sent, or 500 when nothing
-        was; `seconds` runs from before the first `on_request` to after the app."""
+        """After the app returned or raised. `status` is the status sent; when nothing was,
+        499 if the client went away first (`mark_client_gone`), else 500. `seconds` runs from
+        before the first `on_request` to after the app."""
 
 
 def _overriding(concerns: Sequence[Concern], hook: str) -> list[Concern]:
@@ -86,6 +97,8 @@ class ComposedMiddleware:
             await self.app(scope, receive, send_with_hooks)
         finally:
             seconds = perf_counter() - started
+            if scope.get(_CLIENT_GONE):
+                status = CLIENT_CLOSED_REQUEST
             for on_finish in self._on_finish:
                 on_finish(scope, status, seconds)
 

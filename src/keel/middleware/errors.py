@@ -18,6 +18,7 @@ from opentelemetry.trace import Status, StatusCode  # feature: tracing
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from keel.middleware.composed import mark_client_gone
 from keel.problems import unhandled_error_response
 
 log = structlog.get_logger("keel.errors")
@@ -46,6 +47,8 @@ class UnhandledErrorMiddleware:
             # The client went away while its body was being read (an upload cut short): no
             # one is left to answer, and it is not the service's error.
             log.info("client disconnected mid-request", method=scope["method"], path=scope["path"])
+            if not started:
+                mark_client_gone(scope)
         except Exception as exc:
             log.error(
                 "unhandled exception",

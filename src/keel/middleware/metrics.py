@@ -3,7 +3,8 @@ duration, and the requests in progress (`keel.observability.metrics.Metrics`, pl
 app flushes into prometheus-client).
 
 Outside the layers that answer themselves (CORS, body limit, error layer), so their responses
-are counted too; an app that raised before responding counts as 500.
+are counted too; an app that raised before responding counts as 500, a client that went away
+before any answer as 499 (`keel.middleware.composed`).
 """
 
 from __future__ import annotations
