@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from keel.jobs.metrics import JobMetrics  # feature: worker
 from keel.observability.metrics import Metrics
+from keel.realtime.metrics import RealtimeMetrics  # feature: realtime
 
 RULES = Path(__file__).resolve().parents[2] / "prometheus" / "rules" / "keel.rules.yml"
 # Series from Prometheus itself or from recording rules, not from our processes.
@@ -59,6 +60,11 @@ def test_every_series_a_rule_names_is_exported() -> None:
     worker.queue_depth.labels("keel:queue").set(0)
     registries.append(worker.registry)
     # end feature: worker
+    # feature: realtime
+    realtime = CollectorRegistry()
+    RealtimeMetrics(realtime)
+    registries.append(realtime)
+    # end feature: realtime
     exported = exported_series(*registries)
     missing = sorted(rule_metric_names() - exported)
     assert missing == [], f"rules name series nobody exports: {missing}"

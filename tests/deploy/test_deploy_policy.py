@@ -588,6 +588,7 @@ def test_every_alert_has_a_unit_test_and_a_runbook() -> None:
     alerts = {r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
     assert len(alerts) >= 4
     assert len(alerts) >= 7  # feature: worker
+    assert {"KeelRealtimeFanoutLag", "KeelRealtimeAtCapacity"} <= alerts  # feature: realtime
     tests = yaml.safe_load((REPO / "prometheus" / "tests" / "keel.rules.test.yml").read_text())
     tested = {
         case["alertname"]

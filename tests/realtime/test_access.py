@@ -23,6 +23,8 @@ from tests.realtime.stack import Stack, sign_up
 
 pytestmark = pytest.mark.slow
 
+REFUSED_FOR_USER_LIMIT = 'realtime_connections_refused_total{reason="user_limit"}'
+
 
 async def test_a_stream_needs_a_credential_and_a_ticket_opens_one_once(shared_stack: Stack) -> None:
     async with httpx.AsyncClient(base_url=shared_stack.base, timeout=10) as client:
@@ -90,6 +92,7 @@ async def test_streams_per_user_are_limited_in_each_process(shared_stack: Stack)
     # either worker may accept.
     async with httpx.AsyncClient(base_url=shared_stack.base, timeout=10) as client:
         alice = await sign_up(client, "alice")
+        refused_before = await _sample(client, REFUSED_FOR_USER_LIMIT)
         streams = [await open_sse_raw(client, alice) for _ in range(8)]
         try:
             statuses = [stream.response.status_code for stream in streams]
@@ -98,7 +101,9 @@ async def test_streams_per_user_are_limited_in_each_process(shared_stack: Stack)
         finally:
             for stream in streams:
                 await stream.response.aclose()
+        refused_after = await _sample(client, REFUSED_FOR_USER_LIMIT)
     assert statuses.count(200) <= 4
+    assert refused_after - refused_before == statuses.count(429)
     assert body["status"] == 429
     assert refusal.headers["retry-after"]
 

@@ -114,7 +114,7 @@ def admit_owner(hub: EventHub, user_id: uuid.UUID | None) -> None:
     try:
         hub.admit(None if user_id is None else str(user_id))
     except Refused as refusal:
-        hub.metrics.refusal("user_limit" if refusal.status == 429 else "process_limit")
+        hub.metrics.refusal(refusal.reason)
         if refusal.status == 429:
             raise TooManyRequests(5, refusal.detail) from None
         raise DependencyUnavailable("events", refusal.detail) from None

@@ -185,6 +185,7 @@ class _Session:
                 str(admission.user_id), admission.session_id, transport, self.send, after=0
             )
         except Refused as refused:
+            self.hub.metrics.refusal(refused.reason)
             raise Refusal(1013, refused.detail) from None
 
     async def _first_message(self, receive: Receive) -> None:

@@ -51,11 +51,13 @@ WAKE_SECONDS = 0.25
 
 
 class Refused(Exception):
-    """A new stream this process will not open: `status` for SSE, 1013 for a WebSocket."""
+    """A new stream this process will not open: `status` for SSE, 1013 for a WebSocket;
+    `reason` labels it in `realtime_connections_refused_total`."""
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, reason: str, detail: str) -> None:
         super().__init__(detail)
         self.status = status
+        self.reason = reason
         self.detail = detail
 
 
@@ -165,13 +167,17 @@ class EventHub:
         known)."""
         settings = self._settings
         if self.draining:
-            raise Refused(503, "This server is restarting; reconnect.")
+            raise Refused(503, "draining", "This server is restarting; reconnect.")
         if self._count >= settings.realtime_max_connections_per_process:
-            raise Refused(503, "This server holds as many streams as it may; reconnect later.")
+            raise Refused(
+                503,
+                "process_limit",
+                "This server holds as many streams as it may; reconnect later.",
+            )
         if owner is None:
             return
         if len(self._by_owner.get(owner, ())) >= settings.realtime_max_connections_per_user:
-            raise Refused(429, "Too many open streams for this user.")
+            raise Refused(429, "user_limit", "Too many open streams for this user.")
 
     def open(
         self, owner: str, session_id: uuid.UUID, transport: Transport, send: Send, after: int

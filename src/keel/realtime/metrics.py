@@ -72,7 +72,7 @@ class RealtimeMetrics:
             self.dropped.labels(transport.value)
             for reason in (*CLOSE_REASONS.values(), "other"):
                 self.ended.labels(transport.value, reason)
-        for reason in ("user_limit", "process_limit"):
+        for reason in ("user_limit", "process_limit", "draining"):
             self.refused.labels(reason)
 
     def opened(self, transport: Transport) -> None:
