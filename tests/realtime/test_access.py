@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 
+import asyncpg
 import httpx
 import pytest
 from websockets.asyncio.client import connect
@@ -19,7 +21,7 @@ from tests.realtime.clients import (
     ws_open,
 )
 from tests.realtime.conftest import ALLOWED_ORIGIN
-from tests.realtime.stack import Stack, sign_up
+from tests.realtime.stack import PASSWORD, Stack, sign_up
 
 pytestmark = pytest.mark.slow
 
@@ -108,14 +110,55 @@ async def test_streams_per_user_are_limited_in_each_process(shared_stack: Stack)
     assert refusal.headers["retry-after"]
 
 
-async def test_a_revoked_session_loses_its_streams_within_seconds(shared_stack: Stack) -> None:
+async def log_out(client: httpx.AsyncClient, alice: dict[str, str], database_url: str) -> None:
+    assert (await client.post("/api/v1/auth/logout", headers=alice)).status_code == 204
+
+
+async def sign_in_again(client: httpx.AsyncClient, user: dict[str, str]) -> dict[str, str]:
+    """A second session of the same user."""
+    email = (await client.get("/api/v1/users/me", headers=user)).json()["email"]
+    login = await client.post("/api/v1/auth/token", data={"username": email, "password": PASSWORD})
+    assert login.status_code == 200, login.text
+    return {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+
+async def change_password_elsewhere(
+    client: httpx.AsyncClient, alice: dict[str, str], database_url: str
+) -> None:
+    """From a second session: the change logs out every other one, the streams' included."""
+    elsewhere = await sign_in_again(client, alice)
+    change = {"current_password": PASSWORD, "new_password": "an entirely new passphrase"}
+    changed = await client.post("/api/v1/users/me/password", json=change, headers=elsewhere)
+    assert changed.status_code == 204, changed.text
+
+
+async def deactivate(client: httpx.AsyncClient, alice: dict[str, str], database_url: str) -> None:
+    alice_id = (await client.get("/api/v1/users/me", headers=alice)).json()["id"]
+    admin = await sign_up(client, "admin")
+    admin_id = (await client.get("/api/v1/users/me", headers=admin)).json()["id"]
+    connection = await asyncpg.connect(database_url)
+    try:  # no API makes an administrator
+        await connection.execute("UPDATE users SET is_admin = true WHERE id = $1", admin_id)
+    finally:
+        await connection.close()
+    admin = await sign_in_again(client, admin)  # a token carries the role it was issued with
+    deactivated = await client.post(f"/api/v1/admin/users/{alice_id}/deactivate", headers=admin)
+    assert deactivated.status_code == 200, deactivated.text
+
+
+Revocation = Callable[[httpx.AsyncClient, dict[str, str], str], Awaitable[None]]
+
+
+@pytest.mark.parametrize("revoke", [log_out, change_password_elsewhere, deactivate])
+async def test_a_revoked_session_loses_its_streams_within_seconds(
+    shared_stack: Stack, database_url: str, revoke: Revocation
+) -> None:
     async with httpx.AsyncClient(base_url=shared_stack.base, timeout=10) as client:
         alice = await sign_up(client, "alice")
         socket = await ws_open(shared_stack.ws_url, token_of(alice))
         assert (await ws_next(socket))["type"] == "stream.ready"
         async with open_sse(client, alice) as stream:
-            logged_out = await client.post("/api/v1/auth/logout", headers=alice)
-            assert logged_out.status_code == 204
+            await revoke(client, alice, database_url)
             started = asyncio.get_running_loop().time()
             last_over_sse = await stream.next(within=5)
             with pytest.raises(EOFError):
