@@ -120,6 +120,23 @@ async def delete_users(database_url: str) -> None:
         await connection.close()
 
 
+async def wait_until_numbered(database_url: str, owner: uuid.UUID, count: int) -> None:
+    """Until the relay has given `count` of the owner's events their sequence (bounded)."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        for _ in range(100):
+            numbered = await connection.fetchval(
+                "SELECT count(*) FROM realtime_events WHERE owner_id = $1 AND sequence IS NOT NULL",
+                owner,
+            )
+            if numbered >= count:
+                return
+            await asyncio.sleep(0.1)
+    finally:
+        await connection.close()
+    raise AssertionError(f"the relay numbered {numbered} of {count} events in 10 s")
+
+
 def _wait_for_workers(stack: Stack, workers: int) -> int:
     deadline = time.monotonic() + BOOT_TIMEOUT
     while time.monotonic() < deadline:

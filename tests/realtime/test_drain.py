@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from websockets.exceptions import ConnectionClosed
 
 from keel.settings import Settings
 from tests.realtime.clients import SseStream, create_item, open_sse_raw, token_of, ws_next, ws_open
-from tests.realtime.stack import Stack, serving, sign_up
+from tests.realtime.stack import Stack, serving, sign_up, wait_until_numbered
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +22,7 @@ ITEMS = 5
 
 
 async def test_sigterm_closes_every_stream_1001_and_a_resume_misses_nothing(
-    settings: Settings, tmp_path: Path, shared_stack: Stack
+    settings: Settings, tmp_path: Path, shared_stack: Stack, database_url: str
 ) -> None:
     async with (
         serving(settings, tmp_path, REALTIME_MAX_CONNECTIONS_PER_USER="10") as stack,
@@ -42,8 +43,11 @@ async def test_sigterm_closes_every_stream_1001_and_a_resume_misses_nothing(
     for _, closing, retry in over_sse:
         assert closing["type"] == "stream.closing"
         assert retry == closing["retry_after_ms"]
-    # Another deployment on the same database resumes every stream.
+    # Another deployment on the same database resumes every stream, once the relay has numbered
+    # every item (an unnumbered one would arrive live, after `stream.ready`).
     async with httpx.AsyncClient(base_url=shared_stack.base, timeout=10) as client:
+        owner = uuid.UUID((await client.get("/api/v1/users/me", headers=alice)).json()["id"])
+        await wait_until_numbered(database_url, owner, count=ITEMS)
         for seen, _, _ in [*over_ws, *over_sse]:
             resumed = await open_sse_raw(client, alice, last_event_id=seen[-1])
             try:
