@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import re
+import sys
 import uuid
 from datetime import date
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import pytest
-from pydantic import StrictBool, ValidationError
+from pydantic import Field, StrictBool, ValidationError
 
-from keel.kit.schemas import InputModel, PartialUpdate
+from keel.kit.schemas import NOT_BLANK, STRIP, InputModel, PartialUpdate
+
+# Everything `str.strip()` removes: what `STRIP` takes off a label before it is stored.
+STRIPPED = [chr(code) for code in range(sys.maxunicode + 1) if chr(code).isspace()]
 
 
 class Booking(InputModel):
@@ -56,3 +61,28 @@ def test_a_partial_update_knows_what_was_sent() -> None:
     schema = BookingUpdate.model_json_schema()
     assert schema["minProperties"] == 1
     assert schema["properties"]["day"] == {"format": "date", "title": "Day", "type": "string"}
+
+
+class Label(InputModel):
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=NOT_BLANK), STRIP]
+
+
+@pytest.mark.parametrize("blank", STRIPPED, ids=[f"U+{ord(c):04X}" for c in STRIPPED])
+def test_a_label_that_strips_to_nothing_is_refused_by_the_validator_and_the_pattern(
+    blank: str,
+) -> None:
+    """The published pattern, read by Python's regex engine (as a client or a fuzzer would), and
+    pydantic's validation agree: nothing blank is accepted, so nothing blank is stored."""
+    for text in (blank, blank * 3):
+        with pytest.raises(ValidationError):
+            Label(name=text)
+        assert re.search(NOT_BLANK, text) is None
+    surrounded = f"{blank}x{blank}"
+    assert Label(name=surrounded).name == "x"
+    assert re.search(NOT_BLANK, surrounded) is not None
+
+
+def test_a_character_strip_keeps_makes_a_label_even_if_some_engine_calls_it_space() -> None:
+    # U+FEFF is whitespace to ECMAScript's `\s`, not to `str.strip()`: it is kept, so it counts.
+    assert Label(name="\ufeff").name == "\ufeff"
+    assert re.search(NOT_BLANK, "\ufeff") is not None

@@ -41,8 +41,13 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import InitErrorDetails, PydanticCustomError, core_schema
 
 NO_NUL = r"^[^\x00]*$"
-# At least one character that is not whitespace, and no NUL.
-NOT_BLANK = r"^[^\x00]*[^\s\x00][^\x00]*$"
+# What `str.strip()` removes, spelled out: `\s` means something else in each engine that reads
+# the pattern (pydantic's Rust regex counts U+0085 but not U+001C; JSON Schema's ECMAScript counts
+# U+FEFF but not U+0085), so a title of U+0085 passed a fuzzer's idea of the rule and failed
+# ours, and one of U+001C passed ours and was stored empty.
+WHITESPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# At least one character that `str.strip()` keeps, and no NUL.
+NOT_BLANK = rf"^[^\x00]*[^{WHITESPACE}\x00][^\x00]*$"
 # Last in the Annotated: the length limits then apply to the text as sent (as the schema says)
 # and the stored value has surrounding whitespace removed. pydantic's `strip_whitespace=True`
 # strips before checking the length, which accepted more than the schema allows.
