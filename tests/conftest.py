@@ -8,7 +8,6 @@ logical database, so several runs can share one server (tests.helpers.servers).
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack
@@ -21,7 +20,6 @@ import pytest
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from keel.db.migrations import run_migrations
 from keel.db.pool import init_connection
 from keel.main import create_app
 from keel.settings import Environment, Settings
@@ -32,14 +30,7 @@ from tests.auth.apps import client_for, derive_settings
 from tests.degradation.heap import frozen_heap
 from tests.helpers.database import TransactionBoundDatabase
 from tests.helpers.lifespan import LifespanManager
-from tests.helpers.servers import (
-    claimed_redis_db,
-    drop_database,
-    recreate_database,
-    run_database_name,
-    with_database,
-    xdist_worker,
-)
+from tests.helpers.servers import claimed_redis_db, migrated_database, xdist_worker
 from tests.helpers.statements import StatementCounter
 
 # feature: files
@@ -75,12 +66,8 @@ def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
 def database_url(postgres_server_url: str) -> Iterator[str]:
     """A fresh database for this test process, migrated once with `alembic upgrade head`, and
     dropped at the end. Named for the worker and the run: two runs on one server never meet."""
-    name = run_database_name("test")
-    asyncio.run(recreate_database(postgres_server_url, name))
-    url = with_database(postgres_server_url, name)
-    run_migrations(url, configure_logging=False)
-    yield url
-    asyncio.run(drop_database(postgres_server_url, name))
+    with migrated_database(postgres_server_url, "test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

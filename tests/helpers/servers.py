@@ -7,6 +7,7 @@ for the run, so two suites started at once against one server never touch each o
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import uuid
@@ -15,6 +16,8 @@ from contextlib import contextmanager
 
 import asyncpg
 from redis import Redis
+
+from keel.db.migrations import run_migrations
 
 # This test process's run: in the names of what it creates on a shared server.
 RUN_ID = uuid.uuid4().hex[:8]
@@ -89,3 +92,17 @@ async def recreate_database(server_url: str, name: str) -> None:
         await connection.execute(f'CREATE DATABASE "{name}"')
     finally:
         await connection.close()
+
+
+@contextmanager
+def migrated_database(server_url: str, purpose: str) -> Iterator[str]:
+    """A fresh database for this process (`run_database_name`), migrated with `alembic upgrade
+    head`; dropped when the block ends."""
+    name = run_database_name(purpose)
+    asyncio.run(recreate_database(server_url, name))
+    url = with_database(server_url, name)
+    run_migrations(url, configure_logging=False)
+    try:
+        yield url
+    finally:
+        asyncio.run(drop_database(server_url, name))

@@ -13,15 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from keel.db.migrations import run_migrations
 from keel.settings import Settings
 from keel_dev.embedded import EmbeddedRedis
-from tests.helpers.servers import (
-    drop_database,
-    recreate_database,
-    run_database_name,
-    with_database,
-)
+from tests.helpers.servers import migrated_database
 from tests.realtime.clients import create_item, open_sse, token_of, ws_events, ws_next, ws_open
 from tests.realtime.stack import serving, sign_up
 
@@ -33,14 +27,8 @@ def own_database(postgres_server_url: str) -> Iterator[str]:
     """A database of this test's own. On the suite's database, the relay of another deployment
     (the shared stack's, on the suite's Redis) could be the one that publishes this
     deployment's events, to a Redis this deployment never reads."""
-    name = run_database_name("realtime_outage")
-    asyncio.run(recreate_database(postgres_server_url, name))
-    url = with_database(postgres_server_url, name)
-    run_migrations(url, configure_logging=False)
-    try:
+    with migrated_database(postgres_server_url, "realtime_outage") as url:
         yield url
-    finally:
-        asyncio.run(drop_database(postgres_server_url, name))
 
 
 @pytest.fixture
